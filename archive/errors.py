@@ -1,0 +1,138 @@
+"""Store errors, classified from what the storage backend raised.
+
+fsspec backends surface errors differently (s3fs maps botocore errors to
+PermissionError / FileNotFoundError / OSError, gcsfs raises HttpError with a
+`code`, adlfs lets azure-core's HttpResponseError through with `status_code`,
+aiohttp has `status`), so classification walks the exception and its causes
+and reads whichever of those it finds. The retry policy decides from the class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+import socket
+from enum import Enum
+
+
+class ErrorClass(str, Enum):
+    THROTTLED = "throttled"          # 429, 503 SlowDown, ServerBusy
+    SERVER = "server"                # other 5xx
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"        # refused, reset, DNS
+    AUTH = "auth"                    # 401/403: AccessDenied, invalid or expired credentials
+    NOT_FOUND = "not_found"          # missing bucket or container
+    CLIENT = "client"                # other 4xx: the request itself is wrong
+    UNKNOWN = "unknown"
+
+
+TRANSIENT = frozenset({ErrorClass.THROTTLED, ErrorClass.SERVER, ErrorClass.TIMEOUT, ErrorClass.CONNECTION})
+
+_CODES = {
+    "slowdown": ErrorClass.THROTTLED, "throttling": ErrorClass.THROTTLED,
+    "throttlingexception": ErrorClass.THROTTLED, "requestlimitexceeded": ErrorClass.THROTTLED,
+    "toomanyrequests": ErrorClass.THROTTLED, "toomanyrequestsexception": ErrorClass.THROTTLED,
+    "serverbusy": ErrorClass.THROTTLED, "ratelimitexceeded": ErrorClass.THROTTLED,
+    "internalerror": ErrorClass.SERVER, "serviceunavailable": ErrorClass.THROTTLED,
+    "requesttimeout": ErrorClass.TIMEOUT, "operationtimedout": ErrorClass.TIMEOUT,
+    "accessdenied": ErrorClass.AUTH, "invalidaccesskeyid": ErrorClass.AUTH,
+    "signaturedoesnotmatch": ErrorClass.AUTH, "expiredtoken": ErrorClass.AUTH,
+    "invalidtoken": ErrorClass.AUTH, "authorizationfailure": ErrorClass.AUTH,
+    "authenticationfailed": ErrorClass.AUTH, "authorizationpermissionmismatch": ErrorClass.AUTH,
+    "nosuchbucket": ErrorClass.NOT_FOUND, "containernotfound": ErrorClass.NOT_FOUND,
+}
+_ERRNOS = {
+    errno.ECONNREFUSED: ErrorClass.CONNECTION, errno.ECONNRESET: ErrorClass.CONNECTION,
+    errno.ECONNABORTED: ErrorClass.CONNECTION, errno.EPIPE: ErrorClass.CONNECTION,
+    errno.ENETUNREACH: ErrorClass.CONNECTION, errno.EHOSTUNREACH: ErrorClass.CONNECTION,
+    errno.ETIMEDOUT: ErrorClass.TIMEOUT, errno.EACCES: ErrorClass.AUTH,
+    errno.EPERM: ErrorClass.AUTH, errno.ENOENT: ErrorClass.NOT_FOUND,
+    errno.EBUSY: ErrorClass.THROTTLED, errno.EAGAIN: ErrorClass.THROTTLED,
+}
+
+
+def status_class(status: int) -> ErrorClass:
+    if status in (429, 503):
+        return ErrorClass.THROTTLED
+    if status == 408:
+        return ErrorClass.TIMEOUT
+    if status >= 500:
+        return ErrorClass.SERVER
+    if status in (401, 403):
+        return ErrorClass.AUTH
+    if status == 404:
+        return ErrorClass.NOT_FOUND
+    if status >= 400:
+        return ErrorClass.CLIENT
+    return ErrorClass.UNKNOWN
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    """The class of a store error, from the exception or the first cause that tells."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = _classify_one(current)
+        if found is not ErrorClass.UNKNOWN:
+            return found
+        current = current.__cause__ or current.__context__
+    return ErrorClass.UNKNOWN
+
+
+def _classify_one(exc: BaseException) -> ErrorClass:
+    code = _service_code(exc)
+    if code and code.lower() in _CODES:
+        return _CODES[code.lower()]
+    for attr in ("status", "status_code", "code", "http_status"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return status_class(value)
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(status, int):
+            return status_class(status)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
+        return ErrorClass.TIMEOUT
+    if isinstance(exc, PermissionError):
+        return ErrorClass.AUTH
+    if isinstance(exc, FileNotFoundError):
+        return ErrorClass.NOT_FOUND
+    if isinstance(exc, ConnectionError):
+        return ErrorClass.CONNECTION
+    name = type(exc).__name__.lower()
+    if "timeout" in name:
+        return ErrorClass.TIMEOUT
+    if "connect" in name:
+        return ErrorClass.CONNECTION
+    if isinstance(exc, OSError) and exc.errno in _ERRNOS:
+        return _ERRNOS[exc.errno]
+    return ErrorClass.UNKNOWN
+
+
+def _service_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if isinstance(code, str):
+            return code
+    for attr in ("error_code", "code", "reason"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+_SECRETS = re.compile(
+    r"(?i)((?:AccountKey|SharedAccessSignature|sig|Signature|X-Amz-Signature|X-Amz-Credential|"
+    r"X-Amz-Security-Token|AWSAccessKeyId|access_key|secret|token|password|Authorization)"
+    r"\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)")
+
+
+def describe(exc: BaseException, limit: int = 400) -> str:
+    """A one-line description of an error, safe for outcomes and logs."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    text = _SECRETS.sub(r"\1***", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,74 @@
+"""Archive outcomes: exactly one per input record.
+
+ARCHIVED  the object is in the store: its URL, size, sha256, attempts, latency.
+FAILED    the store refused or could not be reached after the retry budget:
+          "failed to archive"; delivery must not treat it as archived.
+INVALID   the input cannot be archived as given: the reason, and a reference
+          (sha256 and size) to the original bytes kept in the dead-letter output.
+
+An outcome never carries a recipient's address or number: keys hold only MD5
+digests, reasons name fields, not values.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ARCHIVED = "ARCHIVED"
+FAILED = "FAILED"
+INVALID = "INVALID"
+STATUSES = (ARCHIVED, FAILED, INVALID)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    message_id: str | None
+    tenant: str | None
+    channel: str | None
+    profile: str
+    url: str | None = None            # ARCHIVED (and the attempted URL when FAILED)
+    bytes: int | None = None          # ARCHIVED: size of the written object
+    sha256: str | None = None         # ARCHIVED: of the written bytes
+    attempts: int | None = None       # ARCHIVED, FAILED
+    latency_ms: float | None = None   # ARCHIVED, FAILED: first attempt to last answer
+    error_class: str | None = None    # FAILED
+    error: str | None = None          # FAILED: the store's message, credentials scrubbed
+    reason: str | None = None         # INVALID
+    field: str | None = None          # INVALID: the offending field, when one is
+    input_sha256: str | None = None   # INVALID: finds the original in the dead letters
+    input_bytes: int | None = None    # INVALID
+    source: str | None = None         # where the input came from (file:line, topic/partition@offset)
+    at: str | None = None             # ISO-8601 UTC time of the outcome
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An input that could not be archived, kept whole so nothing is lost."""
+
+    input_sha256: str
+    reason: str
+    field: str | None
+    source: str | None
+    data: bytes
+
+    def to_json(self) -> str:
+        record: dict[str, Any] = {"input_sha256": self.input_sha256, "reason": self.reason}
+        if self.field:
+            record["field"] = self.field
+        if self.source:
+            record["source"] = self.source
+        try:
+            record["input"] = self.data.decode("utf-8")
+        except UnicodeDecodeError:
+            record["input_base64"] = base64.b64encode(self.data).decode("ascii")
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,133 @@
+"""What every output profile shares: the entry it builds and field helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from archive.envelope import ENVELOPE_FIELDS, Envelope, InvalidMessage, derived_message_id
+from archive import keys
+
+# Fields that route or identify a message but are never archived as content.
+ROUTING_FIELDS = frozenset({
+    "channel", "tenant", "version", "sent_at", "batch_date", "batch_id",
+    "message_id", "dispatch_id", "user_id", "device_identity", "customer_identity",
+})
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """One message, ready to encode: where it goes and what it says."""
+
+    message_id: str          # the profile's message id (CleverTap message_id, Braze dispatch_id)
+    channel: str             # the envelope channel (email, push, sms, whatsapp, mms)
+    key_stem: str            # object key without ".json" and the compression suffix
+    payload: dict[str, Any]  # the archived JSON object, in the seed's field order
+    sent_at_millis: int
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything outside the message that a profile may need."""
+
+    now_millis: int
+    default_region: str | None = None
+
+
+class Profile:
+    """An output contract: key layout plus payload fields, per channel."""
+
+    name: str
+    default_compression: str
+    channels: tuple[str, ...]
+    # channel -> the payload's content fields in the seed's order
+    content_fields: dict[str, tuple[str, ...]]
+
+    def build(self, envelope: Envelope, context: BuildContext) -> ArchiveEntry:
+        raise NotImplementedError
+
+    def check_channel(self, envelope: Envelope) -> None:
+        if envelope.channel not in self.channels:
+            raise InvalidMessage(
+                f"channel {envelope.channel} is not archived by the {self.name} profile "
+                f"(it archives {', '.join(self.channels)})", "channel")
+
+    def check_no_unarchived_content(self, envelope: Envelope, archived: Iterable[str]) -> None:
+        """Content the profile's payload has no field for would be lost: refuse it."""
+        archived = set(archived) | ROUTING_FIELDS
+        lost = sorted(k for k, v in envelope.fields.items()
+                      if v is not None and k in ENVELOPE_FIELDS and k not in archived)
+        if lost:
+            raise InvalidMessage(
+                f"field(s) {', '.join(lost)} are not part of the {self.name} profile's "
+                f"{envelope.channel} payload and would not be archived", lost[0])
+
+
+def message_id(envelope: Envelope, preferred: str, other: str) -> str:
+    """The message's id from `preferred` or `other`; derived when neither is given."""
+    first, second = envelope.get(preferred), envelope.get(other)
+    if first is not None and second is not None and first != second:
+        raise InvalidMessage(f"{preferred} and {other} disagree", preferred)
+    value = first if first is not None else second
+    if value is None:
+        return derived_message_id(envelope)
+    return keys.segment(value, preferred if first is not None else other)
+
+
+def required_string(envelope: Envelope, name: str, profile: str) -> str:
+    value = envelope.get(name)
+    if value is None:
+        raise InvalidMessage(f"{name} is required by the {profile} profile for {envelope.channel}", name)
+    if not value.strip():
+        raise InvalidMessage(f"{name} is empty", name)
+    return value
+
+
+def as_int(envelope: Envelope, name: str) -> int:
+    value = envelope.get(name)
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
+        return int(text)
+    raise InvalidMessage(f"{name} must be an integer", name)
+
+
+def as_string(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+_PLATFORMS = {
+    "ios": "ios", "ios_push": "ios", "apns": "ios",
+    "android": "android", "android_push": "android", "fcm": "android",
+    "kindle": "kindle", "kindle_push": "kindle",
+    "web": "web", "web_push": "web",
+}
+
+
+def push_platform(envelope: Envelope) -> str:
+    """ios | android | kindle | web, from `platform` or a platform-named channel."""
+    value = envelope.get("platform")
+    if value is None:
+        if envelope.platform_hint is None:
+            raise InvalidMessage("platform is required for push", "platform")
+        return envelope.platform_hint
+    try:
+        platform = _PLATFORMS[value.strip().lower()]
+    except KeyError:
+        raise InvalidMessage("platform is not one of iOS, Android, kindle_push, web_push", "platform") from None
+    if envelope.platform_hint and envelope.platform_hint != platform:
+        raise InvalidMessage("platform disagrees with the channel", "platform")
+    return platform
+
+
+def project(envelope: Envelope, names: Iterable[str], payload: dict[str, Any],
+            computed: dict[str, Any] | None = None) -> None:
+    """Copy the named fields into the payload in order: a computed value where
+    the profile formats one (a phone number, a platform name), else the input's
+    value when present and not null."""
+    computed = computed or {}
+    for name in names:
+        value = computed[name] if name in computed else envelope.get(name)
+        if value is not None:
+            payload[name] = value

@@ -1,0 +1,107 @@
+"""CleverTap's Message Archiving contract (shared/seeds/clevertap-message-archiving.md).
+
+Key:  sent_messages/<Email|Push|Sms|WhatsApp>/<yyyymm>/<campaign_id>/<md5 of identity>/<message_id>.json.lz4
+
+Identity: the device identity if present, else the customer identity, for
+push; the mobile number in country-code format (digits, no '+') for sms and
+whatsapp; the email address for email. yyyymm is the batch date's (yyyymmdd)
+or else the send time's, in UTC. sent_at is epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from archive import identity, keys
+from archive.envelope import Envelope, InvalidMessage, PAYLOAD_VERSION, sent_at_millis, year_month
+from archive.profiles.base import (
+    ArchiveEntry, BuildContext, Profile, as_int, message_id, project, push_platform, required_string,
+)
+
+CHANNEL_FOLDERS = {"email": "Email", "push": "Push", "sms": "Sms", "whatsapp": "WhatsApp"}
+_PLATFORM_NAMES = {"ios": "iOS", "android": "Android"}
+_JOURNEY_FIELDS = ("journey_id", "journey_node_id", "journey_name")
+
+
+class CleverTapProfile(Profile):
+    name = "clevertap"
+    default_compression = "lz4"
+    channels = tuple(CHANNEL_FOLDERS)
+    content_fields = {
+        "push": ("to", "payload", "platform"),
+        "email": ("to", "subject", "from_name", "from_address", "cc", "bcc",
+                  "html_body", "plaintext_body", "amp_body", "headers"),
+        "sms": ("to", "body", "provider"),
+        "whatsapp": ("to", "body", "provider"),
+    }
+    _required = {
+        "push": ("to", "payload"),
+        "email": ("to", "subject", "from_address"),
+        "sms": ("to", "body"),
+        "whatsapp": ("to", "body"),
+    }
+
+    def build(self, envelope: Envelope, context: BuildContext) -> ArchiveEntry:
+        self.check_channel(envelope)
+        channel = envelope.channel
+        fields = self.content_fields[channel]
+        self.check_no_unarchived_content(
+            envelope, fields + ("campaign_id", "campaign_name") + _JOURNEY_FIELDS)
+        for name in self._required[channel]:
+            if envelope.get(name) is None:
+                raise InvalidMessage(f"{name} is required by the clevertap profile for {channel}", name)
+
+        sent = sent_at_millis(envelope, context.now_millis)
+        month = year_month(envelope, sent)
+        campaign_id = as_int(envelope, "campaign_id") if envelope.get("campaign_id") is not None else None
+        if campaign_id is None:
+            raise InvalidMessage("campaign_id is required by the clevertap profile", "campaign_id")
+        campaign_name = required_string(envelope, "campaign_name", self.name)
+        msg_id = message_id(envelope, "message_id", "dispatch_id")
+        user = _user_identity(envelope)
+
+        to = required_string(envelope, "to", self.name)
+        computed = {}
+        if channel == "push":
+            if user is None:
+                raise InvalidMessage(
+                    "push needs device_identity, customer_identity or user_id for its key", "user_id")
+            recipient = str(user)
+            platform = push_platform(envelope)
+            if platform not in _PLATFORM_NAMES:
+                raise InvalidMessage("the clevertap profile archives push for iOS or Android only", "platform")
+            computed["platform"] = _PLATFORM_NAMES[platform]
+        elif channel == "email":
+            recipient = identity.email_address(to)
+        else:
+            recipient = computed["to"] = identity.country_code_format(
+                identity.e164(to, context.default_region))
+        payload: dict = {"version": PAYLOAD_VERSION}
+        project(envelope, fields, payload, computed)
+
+        payload["sent_at"] = sent
+        payload["message_id"] = msg_id
+        payload["campaign_id"] = campaign_id
+        payload["campaign_name"] = campaign_name
+        if envelope.get("user_id") is not None:
+            payload["user_id"] = envelope.get("user_id")
+        elif user is not None:
+            payload["user_id"] = user
+        for name in ("journey_id", "journey_node_id"):
+            if envelope.get(name) is not None:
+                payload[name] = as_int(envelope, name)
+        project(envelope, ("journey_name",), payload)
+
+        stem = keys.join(
+            "sent_messages", CHANNEL_FOLDERS[channel], month,
+            keys.segment(campaign_id, "campaign_id"), identity.md5_hex(recipient), msg_id)
+        return ArchiveEntry(msg_id, channel, stem, payload, sent)
+
+
+def _user_identity(envelope: Envelope):
+    """Device identity if it exists, else customer identity, else the given user_id."""
+    for name in ("device_identity", "customer_identity", "user_id"):
+        value = envelope.get(name)
+        if value is not None:
+            if isinstance(value, str) and not value.strip():
+                raise InvalidMessage(f"{name} is empty", name)
+            return value
+    return None
