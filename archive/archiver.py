@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from archive import encoding
-from archive.envelope import DEFAULT_MAX_MESSAGE_BYTES, InvalidMessage, canonical_json, decode
+from archive.envelope import (
+    DEFAULT_MAX_MESSAGE_BYTES, InvalidMessage, canonical_channel, canonical_json, decode,
+)
 from archive.errors import describe
 from archive.outcome import ARCHIVED, FAILED, INVALID, DeadLetter, Outcome
 from archive.profiles import BuildContext, get_profile
@@ -112,8 +114,8 @@ def _raw_bytes(raw: bytes | str | Mapping[str, Any]) -> bytes:
 
 
 def _best_effort_fields(raw: Any) -> dict[str, str]:
-    """message_id, tenant and channel of a rejected record, when they can be read
-    safely: short plain strings only, never a recipient field."""
+    """message_id, tenant and (known) channel of a rejected record, when they can
+    be read safely: short plain strings only, never a recipient field."""
     record = raw
     if not isinstance(raw, Mapping):
         try:
@@ -123,8 +125,11 @@ def _best_effort_fields(raw: Any) -> dict[str, str]:
     if not isinstance(record, Mapping):
         return {}
     found = {}
+    channel = canonical_channel(record.get("channel"))
+    if channel:
+        found["channel"] = channel
     for name, source in (("message_id", "message_id"), ("message_id", "dispatch_id"),
-                         ("tenant", "tenant"), ("channel", "channel")):
+                         ("tenant", "tenant")):
         value = record.get(source)
         if name not in found and isinstance(value, (str, int)) and not isinstance(value, bool):
             text = str(value)

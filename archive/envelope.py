@@ -142,6 +142,14 @@ def _channel(record: Mapping[str, Any]) -> tuple[str, str | None]:
             "unknown channel (expected one of email, push, sms, whatsapp, mms)", "channel") from None
 
 
+def canonical_channel(value: Any) -> str | None:
+    """The channel a spelling stands for ("Push" -> "push"), or None if unknown."""
+    if not isinstance(value, str):
+        return None
+    found = _CHANNEL_ALIASES.get(value.strip().lower())
+    return found[0] if found else None
+
+
 def _check_types(record: Mapping[str, Any]) -> None:
     unknown = sorted(k for k in record if k not in ENVELOPE_FIELDS)
     if unknown:

@@ -1,0 +1,121 @@
+"""Pipeline options of the archive job; every flag has help text (`--help`)."""
+
+from __future__ import annotations
+
+import json
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from archive.archiver import ArchiverConfig, DEFAULT_TENANT
+from archive.encoding import CODECS
+from archive.envelope import DEFAULT_MAX_MESSAGE_BYTES
+from archive.profiles import PROFILES
+from archive.retry import RetryPolicy
+from archive.store import StoreSpec
+
+DEFAULT_DESTINATION = "local_run/archive"
+DEFAULT_OUTCOMES = "local_run/outcomes"
+
+
+class ArchiveOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--input", required=False,
+            help="Outbound messages to archive: an fsspec URL or glob (file://, memory://, s3://, gs://, "
+                 "abfs://, or a local path) of JSON Lines files (plain, .gz, .lz4 or .zst) or Parquet "
+                 "files (.parquet). Several patterns may be given separated by commas.")
+        parser.add_argument(
+            "--destination", default=DEFAULT_DESTINATION,
+            help="URL of the archive root (bucket or folder); objects go to <destination>/sent_messages/... "
+                 f"Default: the local folder {DEFAULT_DESTINATION}.")
+        parser.add_argument(
+            "--storage_options", default="{}",
+            help="JSON object of fsspec storage options for the destination and the input "
+                 "(e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'). "
+                 "Credentials belong in each library's standard places, not here.")
+        parser.add_argument(
+            "--outcomes", default=DEFAULT_OUTCOMES,
+            help="URL of the folder that receives the archive outcomes as JSON Lines "
+                 "(outcomes-NNNNN-of-NNNNN.jsonl): one record per input message. "
+                 f"Default: {DEFAULT_OUTCOMES}.")
+        parser.add_argument(
+            "--dead_letters", default=None,
+            help="URL of the folder that receives the original bytes of every INVALID message "
+                 "(dead-letters-NNNNN-of-NNNNN.jsonl). They hold recipients' data, so the default "
+                 "is inside the archive destination: <destination>/dead_letters.")
+        parser.add_argument(
+            "--profile", default="clevertap", choices=sorted(PROFILES),
+            help="Output contract: 'clevertap' (key sent_messages/<Channel>/<yyyymm>/<campaign_id>/"
+                 "<md5>/<message_id>.json.lz4, sent_at in ms) or 'braze' (key sent_messages/<channel>/"
+                 "<md5>/<campaign|canvas step|unassociated>/<dispatch_id>.json.gz, sent_at in s).")
+        parser.add_argument(
+            "--compression", default=None, choices=sorted(CODECS),
+            help="Compression of each object; the key's suffix follows it (.json.lz4, .json.gz, "
+                 ".json.zst, .json). Default: the profile's own (lz4 for clevertap, gzip for braze).")
+        parser.add_argument(
+            "--default_region", default=None,
+            help="ISO 3166 region (e.g. US, GB, IN) used to read phone numbers written without a "
+                 "country code. Without it such numbers are INVALID.")
+        parser.add_argument(
+            "--tenant", default=DEFAULT_TENANT,
+            help=f"Tenant of messages that do not name one (default: {DEFAULT_TENANT}).")
+        parser.add_argument(
+            "--max_message_bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+            help="Largest input record accepted, in bytes; larger ones are INVALID. "
+                 f"Default: {DEFAULT_MAX_MESSAGE_BYTES}.")
+        parser.add_argument(
+            "--max_in_flight", type=int, default=64,
+            help="Object writes in flight at once per worker (bounded concurrency). Default: 64.")
+        parser.add_argument(
+            "--transient_retries", type=int, default=RetryPolicy.transient_retries,
+            help="Retries of a write that failed with throttling (429, 503 SlowDown), a 5xx, a "
+                 f"timeout or a connection error. Default: {RetryPolicy.transient_retries}.")
+        parser.add_argument(
+            "--other_retries", type=int, default=RetryPolicy.other_retries,
+            help="Retries of a write that failed otherwise (AccessDenied/403, missing bucket). "
+                 f"Default: {RetryPolicy.other_retries}, as both seeds promise.")
+        parser.add_argument(
+            "--retry_base_delay", type=float, default=RetryPolicy.base_delay,
+            help="Seconds: cap of the first backoff; each retry doubles it (full jitter). "
+                 f"Default: {RetryPolicy.base_delay}.")
+        parser.add_argument(
+            "--retry_max_delay", type=float, default=RetryPolicy.max_delay,
+            help=f"Seconds: the longest single backoff. Default: {RetryPolicy.max_delay}.")
+        parser.add_argument(
+            "--summary", default=True, type=_flag,
+            help="Print a one-screen summary when the job ends (true/false). Default: true.")
+
+    def archiver_config(self) -> ArchiverConfig:
+        return ArchiverConfig(
+            profile=self.profile, compression=self.compression, default_region=self.default_region,
+            max_message_bytes=self.max_message_bytes, default_tenant=self.tenant)
+
+    def parsed_storage_options(self) -> dict:
+        try:
+            value = json.loads(self.storage_options or "{}")
+        except ValueError as exc:
+            raise ValueError(f"--storage_options is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError("--storage_options must be a JSON object")
+        return value
+
+    def store_spec(self) -> StoreSpec:
+        return StoreSpec(
+            destination=self.destination,
+            storage_options=self.parsed_storage_options(),
+            max_in_flight=self.max_in_flight,
+            retry=RetryPolicy(self.transient_retries, self.other_retries,
+                              self.retry_base_delay, self.retry_max_delay))
+
+    def dead_letters_url(self) -> str:
+        return self.dead_letters or self.destination.rstrip("/") + "/dead_letters"
+
+
+def _flag(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, starts their servers, runs them all.
+#
+#   ./run_tests.sh                # everything
+#   ./run_tests.sh -k profiles    # extra arguments go to pytest
+#
+# Needs: python3 (3.10+), and root for apt-get when the lz4/gzip/zstd command-line
+# tools are missing (the tests decompress archived objects with them).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+missing=()
+for tool in lz4 gzip zstd; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "run_tests: installing ${missing[*]} from Debian's packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+EXTRAS=test . scripts/bootstrap.sh
+
+# pytest exits 5 when it collected no test: that is a failure here too.
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,32 @@
+"""Message archiver: Beam pipeline that archives every outbound campaign message
+as one compressed JSON object in the customer's bucket (CleverTap and Braze contracts)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="message-archiver",
+    version="0.1.0",
+    description="Archive outbound campaign messages (email, push, SMS, WhatsApp, MMS) to S3, Azure Blob or GCS",
+    python_requires=">=3.10",
+    packages=find_packages(include=["archive", "archive.*", "pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    package_data={"archive.schemas": ["*.json"]},
+    install_requires=[
+        "apache-beam==2.77.0",
+        "fsspec>=2024.6",
+        "s3fs>=2024.6",
+        "adlfs>=2024.4",
+        "gcsfs>=2024.6",
+        "lz4>=4.3",
+        "zstandard>=0.22",
+        "pyarrow>=14",
+        "phonenumbers>=8.13",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "jsonschema>=4.21",
+            "psutil>=5.9",
+        ],
+    },
+)
