@@ -57,6 +57,9 @@ ENVELOPE_FIELDS = frozenset(
     + _ADDRESS_LIST_FIELDS + _OTHER_FIELDS
 )
 
+_YYYYMMDD = re.compile(r"[0-9]{8}")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+
 PAYLOAD_VERSION = 1
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
@@ -105,7 +108,13 @@ def decode(raw: bytes | str | Mapping[str, Any],
         record = dict(raw)
         original = canonical_json(record)
     else:
-        original = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+        if isinstance(raw, str):
+            try:  # surrogateescape gives back the bytes a str was decoded from
+                original = raw.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raise InvalidMessage("input holds an unpaired surrogate: not valid Unicode") from None
+        else:
+            original = bytes(raw)
         if len(original) > max_bytes:
             raise InvalidMessage(
                 f"message of {len(original)} bytes exceeds the limit of {max_bytes} bytes")
@@ -114,17 +123,21 @@ def decode(raw: bytes | str | Mapping[str, Any],
         except UnicodeDecodeError as exc:
             raise InvalidMessage(f"input is not valid UTF-8 (byte {exc.start})") from None
         try:
-            record = json.loads(text)
+            record = json.loads(text, parse_constant=_reject_constant)
+        except InvalidMessage:
+            raise
         except ValueError as exc:
             raise InvalidMessage(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         if not isinstance(record, dict):
             raise InvalidMessage(f"a message is a JSON object, not {_json_type(record)}")
+        if "\\ud" in text or "\\uD" in text:
+            _reject_lone_surrogates(record)
     if len(original) > max_bytes:
         raise InvalidMessage(
             f"message of {len(original)} bytes exceeds the limit of {max_bytes} bytes")
     channel, platform_hint = _channel(record)
     _check_types(record)
-    if "version" in record and record["version"] != PAYLOAD_VERSION:
+    if record.get("version") is not None and record["version"] != PAYLOAD_VERSION:
         raise InvalidMessage(f"version must be {PAYLOAD_VERSION} when given", "version")
     return Envelope(channel, platform_hint, record, original)
 
@@ -142,6 +155,20 @@ def _channel(record: Mapping[str, Any]) -> tuple[str, str | None]:
             "unknown channel (expected one of email, push, sms, whatsapp, mms)", "channel") from None
 
 
+def _reject_lone_surrogates(record: Any) -> None:
+    """JSON may escape half of a surrogate pair ("\\ud800"), which no UTF-8 can hold."""
+    try:
+        canonical_json(record)
+    except UnicodeEncodeError:
+        raise InvalidMessage("a string holds an unpaired surrogate escape: not valid Unicode") from None
+
+
+def _reject_constant(name: str):
+    # Python's json reads NaN and Infinity, which are not JSON and would be
+    # written back as such: strict readers of the archive would choke on them.
+    raise InvalidMessage(f"{name} is not a JSON value")
+
+
 def canonical_channel(value: Any) -> str | None:
     """The channel a spelling stands for ("Push" -> "push"), or None if unknown."""
     if not isinstance(value, str):
@@ -153,8 +180,12 @@ def canonical_channel(value: Any) -> str | None:
 def _check_types(record: Mapping[str, Any]) -> None:
     unknown = sorted(k for k in record if k not in ENVELOPE_FIELDS)
     if unknown:
-        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise InvalidMessage(f"unknown field(s) {shown}", unknown[0][:40])
+        # Only name-like keys are echoed: a key may itself be an address or number.
+        named = [k for k in unknown if _FIELD_NAME.fullmatch(k)]
+        shown = ", ".join(repr(k) for k in named[:5])
+        hidden = len(unknown) - len(named[:5])
+        more = f"{' and ' if shown else ''}{hidden} unnamed" if hidden else ""
+        raise InvalidMessage(f"unknown field(s) {shown}{more}", named[0] if named else None)
     for name in _STRING_FIELDS:
         _expect(record, name, str, "a string")
     for name in _ID_FIELDS:
@@ -178,8 +209,9 @@ def _check_types(record: Mapping[str, Any]) -> None:
                 raise InvalidMessage(
                     "each attachment needs a string 'file_name' and string 'bytes'", "attachments")
     _expect(record, "sent_at", (int, float, str), "epoch seconds, epoch milliseconds or an ISO-8601 string")
-    _expect(record, "batch_date", (str, int), "yyyymmdd")
-    _expect(record, "batch_id", (str, int), "yyyymmdd")
+    for name in ("batch_date", "batch_id"):
+        if _expect(record, name, (str, int), "a date as yyyymmdd"):
+            _batch_date(record[name], name)
     _expect(record, "version", int, "an integer")
 
 
@@ -241,7 +273,12 @@ def sent_at_millis(envelope: Envelope, now_millis: int) -> int:
                 raise InvalidMessage("sent_at is not an ISO-8601 time or an epoch number", "sent_at") from None
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=_dt.timezone.utc)
-            return _round_millis(parsed.timestamp() * 1000)
+            value = parsed.timestamp() * 1000
+            if value < 0:
+                raise InvalidMessage("sent_at must not be before 1970", "sent_at")
+            return _round_millis(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidMessage("sent_at is not a finite number", "sent_at")
     if value < 0:
         raise InvalidMessage("sent_at must not be negative", "sent_at")
     millis = value if value >= _MILLIS_THRESHOLD else value * 1000
@@ -254,20 +291,21 @@ def _round_millis(millis: float) -> int:
     return int(millis) if float(millis).is_integer() else int(millis + 0.5)
 
 
+def _batch_date(value: str | int, name: str) -> str:
+    text = str(value).strip()
+    try:
+        if not _YYYYMMDD.fullmatch(text):
+            raise ValueError
+        _dt.datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        raise InvalidMessage(f"{name} must be a date as yyyymmdd", name) from None
+    return text
+
+
 def year_month(envelope: Envelope, sent_millis: int) -> str:
     """yyyymm of the batch date (yyyymmdd) when given, else of the send time, in UTC."""
-    batch = envelope.get("batch_date")
-    if batch is None:
-        batch = envelope.get("batch_id")
-    if batch is not None:
-        text = str(batch).strip()
-        name = "batch_date" if envelope.get("batch_date") is not None else "batch_id"
-        try:
-            _dt.datetime.strptime(text, "%Y%m%d")
-        except ValueError:
-            raise InvalidMessage(f"{name} must be a date as yyyymmdd", name) from None
-        if len(text) != 8:
-            raise InvalidMessage(f"{name} must be a date as yyyymmdd", name)
-        return text[:6]
+    for name in ("batch_date", "batch_id"):
+        if envelope.get(name) is not None:
+            return _batch_date(envelope.get(name), name)[:6]
     moment = _dt.datetime.fromtimestamp(sent_millis / 1000, tz=_dt.timezone.utc)
     return f"{moment.year:04d}{moment.month:02d}"

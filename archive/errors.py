@@ -82,18 +82,27 @@ def classify(exc: BaseException) -> ErrorClass:
 
 
 def _classify_one(exc: BaseException) -> ErrorClass:
-    code = _service_code(exc)
-    if code and code.lower() in _CODES:
-        return _CODES[code.lower()]
-    for attr in ("status", "status_code", "code", "http_status"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
-            return status_class(value)
     response = getattr(exc, "response", None)
-    if isinstance(response, dict):  # botocore ClientError
+    if isinstance(response, dict):  # botocore ClientError: the error code says most
+        code = response.get("Error", {}).get("Code")
+        if isinstance(code, str) and code.lower() in _CODES:
+            return _CODES[code.lower()]
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if isinstance(status, int):
             return status_class(status)
+    for attr in ("error_code", "reason"):  # azure-core, gcsfs
+        code = getattr(exc, attr, None)
+        if isinstance(code, str) and code.lower() in _CODES:
+            return _CODES[code.lower()]
+    for attr in ("status", "status_code", "http_status", "code"):  # aiohttp, azure, gcsfs
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return status_class(value)
+        if attr == "code" and isinstance(value, str) and value.lower() in _CODES:
+            return _CODES[value.lower()]
+    by_name = _NAMES.get(type(exc).__name__)
+    if by_name is not None:
+        return by_name
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
         return ErrorClass.TIMEOUT
     if isinstance(exc, PermissionError):
@@ -112,27 +121,27 @@ def _classify_one(exc: BaseException) -> ErrorClass:
     return ErrorClass.UNKNOWN
 
 
-def _service_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if isinstance(code, str):
-            return code
-    for attr in ("error_code", "code", "reason"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, str):
-            return value
-    return None
+# azure-core's exceptions, raised by adlfs, often without a status code.
+_NAMES = {
+    "ServiceRequestError": ErrorClass.CONNECTION,
+    "ServiceRequestTimeoutError": ErrorClass.TIMEOUT,
+    "ServiceResponseError": ErrorClass.CONNECTION,
+    "ServiceResponseTimeoutError": ErrorClass.TIMEOUT,
+    "ClientAuthenticationError": ErrorClass.AUTH,
+    "ResourceNotFoundError": ErrorClass.NOT_FOUND,
+}
 
 
 _SECRETS = re.compile(
-    r"(?i)((?:AccountKey|SharedAccessSignature|sig|Signature|X-Amz-Signature|X-Amz-Credential|"
-    r"X-Amz-Security-Token|AWSAccessKeyId|access_key|secret|token|password|Authorization)"
-    r"\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)")
+    r"(?i)([\"']?(?:AccountKey|SharedAccessSignature|sig|Signature|X-Amz-Signature|X-Amz-Credential|"
+    r"X-Amz-Security-Token|AWSAccessKeyId|access_key|secret|token|password|Authorization)[\"']?"
+    r"\s*[=:]\s*)(?:(?:Bearer|Basic|SharedKey|AWS4-HMAC-SHA256)\s+)?(\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)")
+_BEARER = re.compile(r"(?i)\b(Bearer|Basic|SharedKey)\s+[A-Za-z0-9._~+/=:-]+")
 
 
 def describe(exc: BaseException, limit: int = 400) -> str:
     """A one-line description of an error, safe for outcomes and logs."""
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     text = _SECRETS.sub(r"\1***", text)
+    text = _BEARER.sub(r"\1 ***", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"

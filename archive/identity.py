@@ -16,6 +16,7 @@ import phonenumbers
 from archive.envelope import InvalidMessage
 
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ITU-T E.164: at most 15 digits
 
 
 def md5_hex(identity: str) -> str:
@@ -26,10 +27,15 @@ def md5_hex(identity: str) -> str:
 def e164(number: str, default_region: str | None, field: str = "to") -> str:
     """The phone number as E.164 ("+15555555555"); InvalidMessage when it is not one.
 
-    A number starting with "+" or "00" is international. A string of digits is
-    first read in country-code format (CleverTap's "15555555555"), then in the
-    default region; a number that is valid in exactly one reading wins,
-    otherwise the country-code reading when it is at least possible.
+    A number starting with "+" or "00" is international. A bare string of
+    digits may be in country-code format (CleverTap's "15555555555") or a
+    national number of the default region; anything else with punctuation is a
+    national number. The readings are tried in this order:
+      - 11 digits or more: valid in country-code format, valid national,
+        possible in country-code format, possible national;
+      - fewer: valid national, possible national, then country-code format.
+    Without a default region only the country-code reading is tried; a number
+    with a leading 0 is never in country-code format.
     """
     text = number.strip()
     if not text:
@@ -37,22 +43,25 @@ def e164(number: str, default_region: str | None, field: str = "to") -> str:
     compact = _PHONE_PUNCTUATION.sub("", text)
     if compact.startswith("00"):
         compact = "+" + compact[2:]
-    candidates = []
+    valid, possible = phonenumbers.is_valid_number, phonenumbers.is_possible_number
     if compact.startswith("+"):
-        candidates.append(_parse(compact, None))
+        international = _parse(compact, None)
+        attempts = [(international, valid), (international, possible)]
     else:
-        if compact.isdigit():
-            candidates.append(_parse("+" + compact, None))
-        if default_region:
-            candidates.append(_parse(text, default_region))
-    parsed = [c for c in candidates if c is not None]
-    for check in (phonenumbers.is_valid_number, phonenumbers.is_possible_number):
-        for candidate in parsed:
-            if check(candidate):
-                return phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
+        national = _parse(text, default_region) if default_region else None
+        country_code = _parse("+" + text, None) if text.isdigit() and not text.startswith("0") else None
+        if len(text) >= 11:
+            attempts = [(country_code, valid), (national, valid), (country_code, possible), (national, possible)]
+        else:
+            attempts = [(national, valid), (national, possible), (country_code, valid), (country_code, possible)]
+    for candidate, check in attempts:
+        if candidate is not None and check(candidate):
+            formatted = phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
+            if _E164.fullmatch(formatted):
+                return formatted
     if not compact.startswith("+") and not default_region:
         raise InvalidMessage(
-            f"{field} is not a phone number in international format and no default region is set", field)
+            f"{field} is not a phone number in international format (and no default region is set)", field)
     raise InvalidMessage(f"{field} is not a possible phone number", field)
 
 
@@ -76,6 +85,9 @@ def email_address(value: str, field: str = "to") -> str:
     _, address = parseaddr(value)
     address = address.strip()
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or "." not in domain.strip(".") or any(c.isspace() for c in address):
+    # parseaddr repairs some malformed input (it drops a space inside a domain):
+    # the address must stand in the value exactly as it is hashed.
+    if (not at or not local or not domain or "." not in domain.strip(".")
+            or any(c.isspace() for c in address) or address not in value):
         raise InvalidMessage(f"{field} is not an email address", field)
     return address.lower()

@@ -12,14 +12,18 @@ import logging
 import sys
 import time
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+# Importing Beam warns that Google's apitools are missing (BigQuery, unused
+# here) before logging is set up; main() sets the level it wants.
+logging.getLogger().setLevel(logging.ERROR)
 
-from pipeline.options import ArchiveOptions
-from pipeline.sinks import WriteJsonLines
-from pipeline.sources import ReadOutboundMessages
-from pipeline.summary import archive_counters, render
-from transforms.archive import ArchiveMessages
+import apache_beam as beam  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
+
+from pipeline.options import ArchiveOptions  # noqa: E402
+from pipeline.sinks import WriteJsonLines  # noqa: E402
+from pipeline.sources import ReadOutboundMessages  # noqa: E402
+from pipeline.summary import archive_counters, render  # noqa: E402
+from transforms.archive import ArchiveMessages  # noqa: E402
 
 _LOG = logging.getLogger("pipeline.run")
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"

@@ -14,10 +14,17 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
 fi
 
-stamp="$venv/.installed-$(cat "$root/setup.py" | sha256sum | cut -c1-16)-${extras:-base}"
+hash="$(sha256sum "$root/setup.py" | cut -c1-16)"
+stamp="$venv/.installed-$hash-${extras:-base}"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing the package${extras:+ with [$extras]} (first run takes a minute or two)" >&2
   spec="$root"; [ -n "$extras" ] && spec="$root[$extras]"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
+  log="$venv/install.log"
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check -e "$spec" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "bootstrap: pip install failed; the whole log is in $log" >&2
+    exit 1
+  fi
+  find "$venv" -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash-*" -delete
   touch "$stamp"
 fi

@@ -205,3 +205,52 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert run.main(["--destination", str(tmp_path)]) == 2
     assert run.main(["--input", "x", "--storage_options", "[1]"]) == 2
     assert "storage_options" in capsys.readouterr().err
+
+
+def test_store_failures_are_retried_by_class_and_spent_retries_are_failed(test_pipeline):
+    import errno
+
+    import fsspec
+
+    from archive.retry import RetryPolicy
+    from tests import faultfs  # noqa: F401  registers faulty://
+
+    lines = jsonl(clevertap_records())
+    keys = [Archiver().prepare(line).key for line in lines]
+    fs = fsspec.filesystem("faulty")
+    root = "faulty://archive-bucket"
+    fs.fail(f"{root}/{keys[0]}", [OSError(errno.EBUSY, "SlowDown"), ConnectionResetError("reset")])
+    fs.fail(f"{root}/{keys[1]}", [PermissionError("AccessDenied")] * 10)
+    spec = StoreSpec(root, retry=RetryPolicy(base_delay=0.001, max_delay=0.01))
+    with test_pipeline() as p:
+        result = p | beam.Create(lines) | ArchiveMessages(spec)
+        assert_that(
+            result.outcomes | Map(lambda o: (o.message_id, o.status, o.attempts, o.error_class)),
+            equal_to([
+                ("m-email-1", ARCHIVED, 3, None),
+                ("m-push-1", "FAILED", 4, "auth"),
+                ("m-sms-1", ARCHIVED, 1, None),
+                (Archiver().prepare(lines[3]).message_id, ARCHIVED, 1, None),
+            ]))
+    assert fs.attempts_at(f"{root}/{keys[1]}") == 4
+    assert not fs.exists(f"{root}/{keys[1]}")
+    assert fs.cat_file(f"{root}/{keys[0]}") == Archiver().prepare(lines[0]).data
+
+
+def test_backfill_exits_3_when_a_message_failed_to_archive(tmp_path):
+    import fsspec
+
+    from tests import faultfs  # noqa: F401
+
+    lines = jsonl(clevertap_records())
+    fs = fsspec.filesystem("faulty")
+    fs.fail("faulty://exit-bucket/" + Archiver().prepare(lines[2]).key, [PermissionError("AccessDenied")] * 4)
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(lines))
+    code = run.main(["--input", str(source), "--destination", "faulty://exit-bucket",
+                     "--outcomes", str(tmp_path / "outcomes"), "--retry_base_delay", "0.001",
+                     "--dead_letters", str(tmp_path / "dead"), "--summary", "false"])
+    assert code == run.EXIT_FAILED_MESSAGES
+    failed = [o for o in read_outcomes(tmp_path / "outcomes") if o["status"] == "FAILED"]
+    assert [o["message_id"] for o in failed] == ["m-sms-1"]
+    assert failed[0]["error"].startswith("failed to archive: PermissionError")

@@ -134,6 +134,16 @@ class _WriteArchiveFn(beam.DoFn):
         self._pending.append(_Pending(request, future, timestamp, (window,)))
         while self._pending and self._pending[0].future.done():
             yield self._outcome(self._pending.popleft())
+        if len(self._pending) > 2 * self._spec.max_in_flight:
+            # A slow write at the head (a retry backing off) must not hold back
+            # everything finished behind it: emit those too and keep the rest.
+            waiting = collections.deque()
+            for pending in self._pending:
+                if pending.future.done():
+                    yield self._outcome(pending)
+                else:
+                    waiting.append(pending)
+            self._pending = waiting
 
     def finish_bundle(self):
         while self._pending:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -88,7 +89,7 @@ def as_int(envelope: Envelope, name: str) -> int:
     if isinstance(value, int):
         return value
     text = str(value).strip()
-    if text.isdigit() or (text.startswith("-") and text[1:].isdigit()):
+    if _INTEGER.fullmatch(text):
         return int(text)
     raise InvalidMessage(f"{name} must be an integer", name)
 
@@ -96,6 +97,8 @@ def as_int(envelope: Envelope, name: str) -> int:
 def as_string(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
+
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 _PLATFORMS = {
     "ios": "ios", "ios_push": "ios", "apns": "ios",

@@ -49,6 +49,10 @@ class BrazeProfile(Profile):
         for name in self._required[channel]:
             if envelope.get(name) is None:
                 raise InvalidMessage(f"{name} is required by the braze profile for {channel}", name)
+        if channel == "email":
+            required_string(envelope, "from_address", self.name)
+        if channel == "mms" and envelope.get("body") is None and not envelope.get("media_urls"):
+            raise InvalidMessage("an mms needs a body or media_urls", "media_urls")
 
         sent = sent_at_millis(envelope, context.now_millis)
         dispatch_id = message_id(envelope, "dispatch_id", "message_id")

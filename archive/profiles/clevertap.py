@@ -48,6 +48,8 @@ class CleverTapProfile(Profile):
         for name in self._required[channel]:
             if envelope.get(name) is None:
                 raise InvalidMessage(f"{name} is required by the clevertap profile for {channel}", name)
+        if channel == "email":
+            required_string(envelope, "from_address", self.name)
 
         sent = sent_at_millis(envelope, context.now_millis)
         month = year_month(envelope, sent)
@@ -81,9 +83,7 @@ class CleverTapProfile(Profile):
         payload["message_id"] = msg_id
         payload["campaign_id"] = campaign_id
         payload["campaign_name"] = campaign_name
-        if envelope.get("user_id") is not None:
-            payload["user_id"] = envelope.get("user_id")
-        elif user is not None:
+        if user is not None:
             payload["user_id"] = user
         for name in ("journey_id", "journey_node_id"):
             if envelope.get(name) is not None:
@@ -97,11 +97,21 @@ class CleverTapProfile(Profile):
 
 
 def _user_identity(envelope: Envelope):
-    """Device identity if it exists, else customer identity, else the given user_id."""
+    """CleverTap's user_id: the device identity if it exists, else the customer identity.
+
+    A seed-shaped record gives it as `user_id`; a record may give the two
+    identities instead, or as well, but then they must agree: the payload's
+    user_id and the push key's digest name the same identity.
+    """
     for name in ("device_identity", "customer_identity", "user_id"):
         value = envelope.get(name)
-        if value is not None:
-            if isinstance(value, str) and not value.strip():
-                raise InvalidMessage(f"{name} is empty", name)
-            return value
-    return None
+        if isinstance(value, str) and not value.strip():
+            raise InvalidMessage(f"{name} is empty", name)
+    rule = envelope.get("device_identity")
+    if rule is None:
+        rule = envelope.get("customer_identity")
+    given = envelope.get("user_id")
+    if given is not None and rule is not None and str(given) != str(rule):
+        raise InvalidMessage(
+            "user_id must be the device identity if it exists, else the customer identity", "user_id")
+    return given if given is not None else rule

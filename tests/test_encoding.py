@@ -1,0 +1,122 @@
+"""Codecs: round trips, deterministic bytes, suffixes, and the system tools' view."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+
+import pytest
+
+from archive.encoding import CODECS, CONTENT_TYPE, get_codec, object_key, payload_json
+
+PAYLOAD = {"version": 1, "to": "customer@example.com", "subject": "20% off ☕ café", "sent_at": 1722443282680,
+           "headers": {"X-A": "1"}, "cc": ["a@example.com"], "campaign_id": 1722529032}
+
+DOCUMENTS = [
+    pytest.param(payload_json(PAYLOAD), id="payload"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b"{}", id="empty-object"),
+    pytest.param(json.dumps({"body": "x" * 2_000_000}).encode(), id="2MB-compressible"),
+    pytest.param(bytes(range(256)) * 4096, id="1MB-binary"),
+]
+
+CODEC_TABLE = [
+    # (name, suffix, content encoding, system command or None)
+    pytest.param("lz4", ".lz4", None, ["/usr/bin/lz4", "-dc"], id="lz4"),
+    pytest.param("gzip", ".gz", "gzip", ["/usr/bin/gzip", "-dc"], id="gzip"),
+    pytest.param("zstd", ".zst", "zstd", ["/usr/bin/zstd", "-dc"], id="zstd"),
+    pytest.param("none", "", None, None, id="none"),
+]
+
+
+def test_codec_table_is_complete():
+    assert set(CODECS) == {p.values[0] for p in CODEC_TABLE}
+
+
+@pytest.mark.parametrize("name, suffix, content_encoding, command", CODEC_TABLE)
+def test_codec_attributes(name, suffix, content_encoding, command):
+    codec = get_codec(name)
+    assert (codec.name, codec.suffix, codec.content_encoding) == (name, suffix, content_encoding)
+    assert object_key("sent_messages/sms/abc/unassociated/d1", codec) == \
+        f"sent_messages/sms/abc/unassociated/d1.json{suffix}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+@pytest.mark.parametrize("name", list(CODECS))
+def test_round_trip(name, document):
+    codec = get_codec(name)
+    compressed = codec.compress(document)
+    assert isinstance(compressed, bytes)
+    assert codec.decompress(compressed) == document
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+@pytest.mark.parametrize("name", list(CODECS))
+def test_deterministic(name, document):
+    codec = get_codec(name)
+    assert codec.compress(document) == codec.compress(bytes(document))
+
+
+@pytest.mark.parametrize("name", ["lz4", "gzip", "zstd"])
+def test_compresses(name):
+    document = json.dumps({"body": "Hi there! " * 1000}).encode()
+    assert len(get_codec(name).compress(document)) < len(document) // 10
+
+
+def test_none_is_identity():
+    document = payload_json(PAYLOAD)
+    assert get_codec("none").compress(document) == document
+
+
+def test_gzip_header_has_no_time_and_no_name():
+    data = get_codec("gzip").compress(payload_json(PAYLOAD))
+    assert data[:3] == b"\x1f\x8b\x08"          # magic, deflate
+    assert data[3] & 0x08 == 0                     # FLG.FNAME unset
+    assert data[4:8] == b"\x00\x00\x00\x00"        # MTIME 0
+    assert gzip.decompress(data) == payload_json(PAYLOAD)
+
+
+@pytest.mark.parametrize("magic, name", [
+    pytest.param(b"\x04\x22\x4d\x18", "lz4", id="lz4-frame"),
+    pytest.param(b"\x28\xb5\x2f\xfd", "zstd", id="zstd-frame"),
+])
+def test_frame_magic(magic, name):
+    assert get_codec(name).compress(b"{}").startswith(magic)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+@pytest.mark.parametrize("name, suffix, content_encoding, command",
+                         [p for p in CODEC_TABLE if p.values[3] is not None])
+def test_system_tools_decompress(name, suffix, content_encoding, command, document, tmp_path):
+    compressed = get_codec(name).compress(document)
+    # From a pipe...
+    piped = subprocess.run(command, input=compressed, capture_output=True, check=True, timeout=60)
+    assert piped.stdout == document
+    # ...and from a file named the way the archive names it.
+    path = tmp_path / f"message.json{suffix}"
+    path.write_bytes(compressed)
+    from_file = subprocess.run(command + [str(path)], capture_output=True, check=True, timeout=60)
+    assert from_file.stdout == document
+
+
+def test_unknown_codec():
+    with pytest.raises(ValueError, match="unknown compression 'brotli'"):
+        get_codec("brotli")
+
+
+@pytest.mark.parametrize("payload, document", [
+    pytest.param({"version": 1, "to": "x"}, b'{"version":1,"to":"x"}', id="compact"),
+    pytest.param({"to": "x", "version": 1}, b'{"to":"x","version":1}', id="keeps-key-order"),
+    pytest.param({"subject": "café ☕"}, '{"subject":"café ☕"}'.encode("utf-8"), id="non-ascii-as-utf8"),
+    pytest.param({"body": 'a "quote" \\ and\nnewline'}, b'{"body":"a \\"quote\\" \\\\ and\\nnewline"}',
+                 id="escapes"),
+    pytest.param({"payload": {"b": 1, "a": [1, 2]}}, b'{"payload":{"b":1,"a":[1,2]}}', id="nested-order"),
+])
+def test_payload_json(payload, document):
+    assert payload_json(payload) == document
+    assert list(json.loads(document)) == list(payload)
+
+
+def test_content_type():
+    assert CONTENT_TYPE == "application/json"
