@@ -18,14 +18,17 @@ from typing import Any, Mapping
 
 from archive import encoding
 from archive.envelope import (
-    DEFAULT_MAX_MESSAGE_BYTES, InvalidMessage, canonical_channel, canonical_json, decode,
+    DEFAULT_MAX_MESSAGE_BYTES, Envelope, InvalidMessage, canonical_channel, canonical_json, decode,
+    derived_message_id,
 )
 from archive.errors import describe
-from archive.outcome import ARCHIVED, FAILED, INVALID, DeadLetter, Outcome
-from archive.profiles import BuildContext, get_profile
+from archive.outcome import ARCHIVED, FAILED, INVALID, SKIPPED, DeadLetter, Outcome
+from archive.profiles import BuildContext, Profile, get_profile
 from archive.store import ObjectMetadata, WriteResult
+from archive.tenants import TenantDirectory
 
 DEFAULT_TENANT = "default"
+UNKNOWN_TENANT = "unknown_tenant"
 
 
 @dataclass(frozen=True)
@@ -39,70 +42,129 @@ class ArchiveRequest:
     data: bytes
     metadata: ObjectMetadata
     source: str | None = None
+    profile: str = "clevertap"
 
 
 @dataclass(frozen=True)
 class ArchiverConfig:
-    profile: str = "clevertap"
-    compression: str | None = None      # None: the profile's own (lz4 / gzip)
+    profile: str = "clevertap"          # without a tenant file: every tenant's profile
+    compression: str | None = None      # without a tenant file; None: the profile's own (lz4 / gzip)
     default_region: str | None = None   # for phone numbers without a country code
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    default_tenant: str = DEFAULT_TENANT
+    default_tenant: str = DEFAULT_TENANT  # the tenant of a message that names none
+
+
+@dataclass(frozen=True)
+class _TenantRules:
+    profile: Profile
+    codec: encoding.Codec
+    channels: frozenset
 
 
 class Archiver:
-    def __init__(self, config: ArchiverConfig = ArchiverConfig()):
+    """Decides each message's fate and prepares its object.
+
+    `tenants` says, per tenant, the profile, compression and enabled channels;
+    without it every message is archived with `config.profile` and
+    `config.compression`, whatever tenant it names.
+    """
+
+    def __init__(self, config: ArchiverConfig = ArchiverConfig(), tenants: TenantDirectory | None = None):
         self.config = config
+        self.tenants = tenants
         self.profile = get_profile(config.profile)
         self.codec = encoding.get_codec(config.compression or self.profile.default_compression)
-        self._metadata = ObjectMetadata(encoding.CONTENT_TYPE, self.codec.content_encoding)
+        self._catch_all = _TenantRules(self.profile, self.codec, frozenset(self.profile.channels))
+        self._rules: dict[str, _TenantRules] = {}
+        if tenants is not None:
+            for name, tenant in tenants.tenants.items():
+                profile = get_profile(tenant.profile)
+                codec = encoding.get_codec(tenant.compression or profile.default_compression)
+                self._rules[name] = _TenantRules(profile, codec, tenant.channels)
 
     def prepare(self, raw: bytes | str | Mapping[str, Any], source: str | None = None,
-                now_millis: int | None = None) -> ArchiveRequest:
-        """Key and bytes for one input record; raises InvalidMessage for bad input."""
+                now_millis: int | None = None) -> ArchiveRequest | Outcome:
+        """Key and bytes for one input record, or the outcome that says why it is
+        not archived (SKIPPED: its channel is not enabled for its tenant; FAILED:
+        its tenant is unknown). Raises InvalidMessage for bad input."""
         envelope = decode(raw, self.config.max_message_bytes)
         tenant = envelope.tenant if envelope.tenant is not None else self.config.default_tenant
         if not tenant.strip():
             raise InvalidMessage("tenant is empty", "tenant")
+        rules = self._rules_for(tenant)
+        if rules is None:
+            return self._not_archived(FAILED, envelope, tenant, self.profile.name, source,
+                                      error_class=UNKNOWN_TENANT,
+                                      error="failed to archive: no destination is configured for this tenant")
+        # A channel the profile cannot represent is bad input (the build says so);
+        # one it can, but the tenant did not enable, is skipped on purpose.
+        if envelope.channel in rules.profile.channels and envelope.channel not in rules.channels:
+            return self._not_archived(
+                SKIPPED, envelope, tenant, rules.profile.name, source,
+                reason=f"archiving of {envelope.channel} is not enabled for this tenant")
         now = now_millis if now_millis is not None else int(time.time() * 1000)
-        entry = self.profile.build(envelope, BuildContext(now, self.config.default_region))
+        entry = rules.profile.build(envelope, BuildContext(now, self.config.default_region))
         try:
             document = encoding.payload_json(entry.payload)
         except UnicodeEncodeError:
             raise InvalidMessage("a string holds an unpaired surrogate escape: not valid Unicode") from None
+        data = rules.codec.compress(document)
         return ArchiveRequest(
             message_id=entry.message_id,
             tenant=tenant,
             channel=entry.channel,
-            key=encoding.object_key(entry.key_stem, self.codec),
-            data=self.codec.compress(document),
-            metadata=self._metadata,
+            key=encoding.object_key(entry.key_stem, rules.codec),
+            data=data,
+            metadata=ObjectMetadata(encoding.CONTENT_TYPE, rules.codec.content_encoding,
+                                    hashlib.sha256(data).hexdigest(), rules.codec.name),
             source=source,
+            profile=rules.profile.name,
         )
+
+    def _rules_for(self, tenant: str) -> _TenantRules | None:
+        if self.tenants is None:
+            return self._catch_all
+        rules = self._rules.get(tenant)
+        if rules is None and self.tenants.catch_all is not None:
+            return self._rules[self.tenants.catch_all]
+        return rules
+
+    def _not_archived(self, status: str, envelope: Envelope, tenant: str, profile: str,
+                      source: str | None, **details) -> Outcome:
+        given = envelope.get("message_id") or envelope.get("dispatch_id")
+        message_id = str(given) if given is not None else derived_message_id(envelope)
+        return Outcome(status, message_id=message_id, tenant=tenant, channel=envelope.channel,
+                       profile=profile, source=source, at=_now_iso(), **details)
 
     def written(self, request: ArchiveRequest, result: WriteResult) -> Outcome:
         """ARCHIVED or FAILED, from the store's answer."""
         common = dict(message_id=request.message_id, tenant=request.tenant, channel=request.channel,
-                      profile=self.profile.name, url=result.url, attempts=result.attempts,
+                      profile=request.profile, url=result.url, attempts=result.attempts,
                       latency_ms=result.latency_ms, source=request.source, at=_now_iso())
         if result.ok:
             return Outcome(ARCHIVED, bytes=len(request.data),
-                           sha256=hashlib.sha256(request.data).hexdigest(), **common)
+                           sha256=request.metadata.sha256 or hashlib.sha256(request.data).hexdigest(), **common)
         return Outcome(FAILED, error_class=result.error_class.value if result.error_class else "unknown",
                        error="failed to archive: " + describe(result.error), **common)
 
     def rejected(self, raw: bytes | str | Mapping[str, Any], error: InvalidMessage,
                  source: str | None = None) -> tuple[Outcome, DeadLetter]:
         """INVALID, and the original bytes kept whole as a dead letter."""
-        data = _raw_bytes(raw)
-        digest = hashlib.sha256(data).hexdigest()
+        dead_letter = self.dead_letter(raw, error.reason, error.field, source)
         fields = _best_effort_fields(raw)
         outcome = Outcome(
             INVALID, message_id=fields.get("message_id"), tenant=fields.get("tenant"),
             channel=fields.get("channel"), profile=self.profile.name, reason=error.reason,
-            field=error.field, input_sha256=digest, input_bytes=len(data), source=source,
-            at=_now_iso())
-        return outcome, DeadLetter(digest, error.reason, error.field, source, data)
+            field=error.field, input_sha256=dead_letter.input_sha256, input_bytes=len(dead_letter.data),
+            source=source, at=_now_iso())
+        return outcome, dead_letter
+
+    @staticmethod
+    def dead_letter(raw: bytes | str | Mapping[str, Any], reason: str, field: str | None = None,
+                    source: str | None = None) -> DeadLetter:
+        """The original bytes of a message that was not archived, kept whole."""
+        data = _raw_bytes(raw)
+        return DeadLetter(hashlib.sha256(data).hexdigest(), reason, field, source, data)
 
 
 def _raw_bytes(raw: bytes | str | Mapping[str, Any]) -> bytes:

@@ -5,6 +5,7 @@ FAILED    the store refused or could not be reached after the retry budget:
           "failed to archive"; delivery must not treat it as archived.
 INVALID   the input cannot be archived as given: the reason, and a reference
           (sha256 and size) to the original bytes kept in the dead-letter output.
+SKIPPED   archiving is not enabled for the message's channel at its tenant.
 
 An outcome never carries a recipient's address or number: keys hold only MD5
 digests, reasons name fields, not values.
@@ -20,7 +21,8 @@ from typing import Any
 ARCHIVED = "ARCHIVED"
 FAILED = "FAILED"
 INVALID = "INVALID"
-STATUSES = (ARCHIVED, FAILED, INVALID)
+SKIPPED = "SKIPPED"
+STATUSES = (ARCHIVED, FAILED, INVALID, SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,9 @@ class Outcome:
     sha256: str | None = None         # ARCHIVED: of the written bytes
     attempts: int | None = None       # ARCHIVED, FAILED
     latency_ms: float | None = None   # ARCHIVED, FAILED: first attempt to last answer
-    error_class: str | None = None    # FAILED
+    error_class: str | None = None    # FAILED (an errors.ErrorClass value, or unknown_tenant)
     error: str | None = None          # FAILED: the store's message, credentials scrubbed
-    reason: str | None = None         # INVALID
+    reason: str | None = None         # INVALID, SKIPPED
     field: str | None = None          # INVALID: the offending field, when one is
     input_sha256: str | None = None   # INVALID: finds the original in the dead letters
     input_bytes: int | None = None    # INVALID

@@ -4,7 +4,9 @@ Many writes are in flight at once: on an async backend (s3fs, gcsfs, adlfs)
 each write is a coroutine on fsspec's I/O loop; on a sync one (local disk,
 memory) it runs in a small thread pool. `submit` blocks once `max_in_flight`
 writes are pending, which is the back-pressure a DoFn needs. Each write
-follows the retry policy and ends in one `WriteResult`, never an exception.
+follows the retry policy, passes the destination's circuit breaker, and ends
+in one `WriteResult`, never an exception. How a write carries metadata and
+compliance options to each cloud is in `archive.backends`.
 """
 
 from __future__ import annotations
@@ -23,18 +25,35 @@ import fsspec
 import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 
-from archive.errors import ErrorClass, classify
+from archive import backends
+from archive.breaker import CircuitBreaker, CircuitOpen
+from archive.errors import ErrorClass, classify, describe
 from archive.retry import RetryPolicy
+from archive.tenants import Destination, check_transport
 
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """What a worker needs to open the store: picklable, no live clients."""
+    """What a worker needs to open the store: picklable, no live clients.
 
-    destination: str                                   # URL of the archive root
-    storage_options: dict[str, Any] = field(default_factory=dict)
+    `destination` is a URL (with `storage_options`) or a tenant's Destination,
+    which also carries its compliance options.
+    """
+
+    destination: str | Destination
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     max_in_flight: int = 64
     retry: RetryPolicy = RetryPolicy()
+    breaker_cooldown: float = 30.0     # seconds a destination that refused our credentials rests
+
+    def resolved(self) -> Destination:
+        if isinstance(self.destination, Destination):
+            return self.destination
+        return Destination(self.destination, dict(self.storage_options), default=True)
+
+    def for_destination(self, destination: Destination) -> "StoreSpec":
+        """The same write settings for another destination."""
+        return StoreSpec(destination, {}, self.max_in_flight, self.retry, self.breaker_cooldown)
 
     def open(self) -> "ObjectStore":
         return ObjectStore(self)
@@ -57,6 +76,8 @@ class WriteResult:
 class ObjectMetadata:
     content_type: str = "application/json"
     content_encoding: str | None = None
+    sha256: str | None = None            # hex digest of the object's bytes
+    compression: str | None = None       # codec name, kept as user metadata
 
 
 class ObjectStore:
@@ -64,8 +85,12 @@ class ObjectStore:
         if spec.max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self.spec = spec
-        self.fs, self.root = fsspec.core.url_to_fs(spec.destination, **spec.storage_options)
+        self.destination = spec.resolved()
+        check_transport(self.destination, f"destination {self.destination.url}")
+        self.fs, self.root = fsspec.core.url_to_fs(self.destination.url, **self.destination.storage_options)
         self.root = self.root.rstrip("/")
+        self.backend = backends.for_filesystem(self.fs, self.destination)
+        self.breaker = CircuitBreaker(spec.breaker_cooldown)
         self._local = isinstance(self.fs, LocalFileSystem)
         self._async = bool(getattr(self.fs, "async_impl", False))
         self._loop = self.fs.loop if self._async else fsspec.asyn.get_loop()
@@ -99,33 +124,27 @@ class ObjectStore:
         url = self.fs.unstrip_protocol(path)
         started = time.monotonic()
         attempts = 0
+        try:
+            self.breaker.admit()
+        except CircuitOpen as exc:
+            return WriteResult(url, 0, _ms_since(started), exc, ErrorClass.AUTH)
         while True:
             attempts += 1
             try:
                 if self._async:
-                    await self.fs._pipe_file(path, data, **self._put_options(metadata))
+                    await self.backend.put(self.fs, path, data, metadata)
                 else:
                     await self._loop.run_in_executor(self._pool, self._put_sync, path, data)
+                self.breaker.record(None)
                 return WriteResult(url, attempts, _ms_since(started))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every store error becomes a classified result
                 error_class = classify(exc)
                 if not self.spec.retry.should_retry(error_class, attempts - 1):
+                    self.breaker.record(error_class, describe(exc, 200))
                     return WriteResult(url, attempts, _ms_since(started), exc, error_class)
                 await asyncio.sleep(self.spec.retry.backoff(attempts, self._rng))
-
-    def _put_options(self, metadata: ObjectMetadata) -> dict[str, Any]:
-        """Backend-specific object metadata (Content-Type, Content-Encoding)."""
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        if protocol in ("s3", "s3a"):
-            options = {"ContentType": metadata.content_type}
-            if metadata.content_encoding:
-                options["ContentEncoding"] = metadata.content_encoding
-            return options
-        if protocol in ("gs", "gcs"):
-            return {"content_type": metadata.content_type}
-        return {}
 
     def _put_sync(self, path: str, data: bytes) -> None:
         if not self._local:

@@ -11,7 +11,9 @@ from archive.encoding import CODECS
 from archive.envelope import DEFAULT_MAX_MESSAGE_BYTES
 from archive.profiles import PROFILES
 from archive.retry import RetryPolicy
+from archive import tenants
 from archive.store import StoreSpec
+from archive.tenants import Destination, TenantDirectory, check_transport
 
 DEFAULT_DESTINATION = "local_run/archive"
 DEFAULT_OUTCOMES = "local_run/outcomes"
@@ -35,15 +37,30 @@ class ArchiveOptions(PipelineOptions):
                  "(e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'). "
                  "Credentials belong in each library's standard places, not here.")
         parser.add_argument(
+            "--tenants", default=None,
+            help="Tenant file (YAML or JSON, path or URL): per tenant its destinations with "
+                 "compliance options, enabled channels, profile and compression. Without it, "
+                 "--destination is the single tenant that receives every message.")
+        parser.add_argument(
+            "--allow_insecure_http", default=False, type=_flag,
+            help="Accept a plain http:// storage endpoint that is not loopback (true/false). "
+                 "Default: false, archives travel over HTTPS.")
+        parser.add_argument(
+            "--breaker_cooldown", type=float, default=30.0,
+            help="Seconds a tenant's destination rests after it rejected our credentials before "
+                 "one write probes it again (its other writes fail fast meanwhile). Default: 30.")
+        parser.add_argument(
             "--outcomes", default=DEFAULT_OUTCOMES,
             help="URL of the folder that receives the archive outcomes as JSON Lines "
                  "(outcomes-NNNNN-of-NNNNN.jsonl): one record per input message. "
                  f"Default: {DEFAULT_OUTCOMES}.")
         parser.add_argument(
             "--dead_letters", default=None,
-            help="URL of the folder that receives the original bytes of every INVALID message "
+            help="URL of the folder that receives the original bytes of every message that was "
+                 "not archived because of its content or its unknown tenant "
                  "(dead-letters-NNNNN-of-NNNNN.jsonl). They hold recipients' data, so the default "
-                 "is inside the archive destination: <destination>/dead_letters.")
+                 "is inside the archive destination: <destination>/dead_letters; with --tenants "
+                 "it must be given.")
         parser.add_argument(
             "--profile", default="clevertap", choices=sorted(PROFILES),
             help="Output contract: 'clevertap' (key sent_messages/<Channel>/<yyyymm>/<campaign_id>/"
@@ -101,15 +118,27 @@ class ArchiveOptions(PipelineOptions):
         return value
 
     def store_spec(self) -> StoreSpec:
+        destination = Destination(self.destination, self.parsed_storage_options(), default=True,
+                                  allow_insecure_http=self.allow_insecure_http)
+        check_transport(destination, "--destination")
         return StoreSpec(
-            destination=self.destination,
-            storage_options=self.parsed_storage_options(),
+            destination=destination,
             max_in_flight=self.max_in_flight,
             retry=RetryPolicy(self.transient_retries, self.other_retries,
-                              self.retry_base_delay, self.retry_max_delay))
+                              self.retry_base_delay, self.retry_max_delay),
+            breaker_cooldown=self.breaker_cooldown)
+
+    def tenant_directory(self) -> TenantDirectory | None:
+        """The tenant file's tenants, or None for the single --destination tenant."""
+        return tenants.load(self.tenants) if self.tenants else None
 
     def dead_letters_url(self) -> str:
-        return self.dead_letters or self.destination.rstrip("/") + "/dead_letters"
+        if self.dead_letters:
+            return self.dead_letters
+        if self.tenants:
+            raise ValueError("--dead_letters is required with --tenants (dead letters hold recipients' "
+                             "data: give a location with the archive's access control)")
+        return self.destination.rstrip("/") + "/dead_letters"
 
 
 def _flag(text: str) -> bool:

@@ -37,7 +37,8 @@ def build(pipeline: beam.Pipeline, options: ArchiveOptions):
     result = (
         pipeline
         | "ReadMessages" >> ReadOutboundMessages(patterns, storage_options)
-        | "Archive" >> ArchiveMessages(options.store_spec(), options.archiver_config())
+        | "Archive" >> ArchiveMessages(options.store_spec(), options.archiver_config(),
+                                       options.tenant_directory())
     )
     result.outcomes | "WriteOutcomes" >> WriteJsonLines(options.outcomes, "outcomes", storage_options)
     result.dead_letters | "WriteDeadLetters" >> WriteJsonLines(
@@ -66,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if not archive.input:
         print("error: --input is required (a file, folder or glob URL of outbound messages)", file=sys.stderr)
         return 2
-    try:
+    try:  # configuration errors are usage errors, reported before anything runs
         archive.store_spec()
         archive.archiver_config()
+        archive.tenant_directory()
+        archive.dead_letters_url()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     result.wait_until_finish()
     counters = archive_counters(result)
     if archive.summary:
-        print(render(counters, destination=archive.destination, outcomes=archive.outcomes,
+        where = f"per tenant, as {archive.tenants} says" if archive.tenants else archive.destination
+        print(render(counters, destination=where, outcomes=archive.outcomes,
                      dead_letters=archive.dead_letters_url(), seconds=time.monotonic() - started))
     failed = sum(v for k, v in counters.items() if k.endswith(".FAILED"))
     if failed:

@@ -65,7 +65,8 @@ def test_prepare(config, record, key, payload, codec, content_encoding):
     assert request.channel == "sms"
     assert request.tenant == "default"
     assert request.source == "in.jsonl:3"
-    assert request.metadata == ObjectMetadata("application/json", content_encoding)
+    assert request.metadata == ObjectMetadata("application/json", content_encoding,
+                                              hashlib.sha256(request.data).hexdigest(), codec)
     document = get_codec(codec).decompress(request.data)
     assert json.loads(document) == payload
     assert list(json.loads(document)) == list(payload)

@@ -22,7 +22,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig
 from archive.envelope import InvalidMessage
 from archive.outcome import ARCHIVED, FAILED, INVALID, Outcome
-from archive.store import StoreSpec
+from archive.store import ObjectStore, StoreSpec
+from archive.tenants import TenantDirectory
 
 _LOG = logging.getLogger(__name__)
 
@@ -54,22 +55,33 @@ class ArchiveMessages(beam.PTransform):
     """Archive each message as one compressed JSON object; emit one Outcome each.
 
     Args:
-      store: where and how objects are written (destination URL, storage
-        options, concurrency, retry policy).
-      config: the output profile, compression, phone default region, limits.
+      store: the write settings (concurrency, retry policy, breaker cooldown)
+        and, without `tenants`, the one destination every message goes to.
+      config: profile and compression (without `tenants`), phone default
+        region, size limit, the tenant of messages that name none.
+      tenants: per tenant, the destination, profile, compression and enabled
+        channels. A message of an unknown tenant is FAILED, never written
+        elsewhere; one on a channel its tenant did not enable is SKIPPED.
     """
 
-    def __init__(self, store: StoreSpec, config: ArchiverConfig = ArchiverConfig()):
+    def __init__(self, store: StoreSpec, config: ArchiverConfig = ArchiverConfig(),
+                 tenants: TenantDirectory | None = None):
         super().__init__()
+        if tenants is None:
+            destination = store.resolved()
+            tenants = TenantDirectory.single(
+                destination.url, destination.storage_options, config.profile, config.compression,
+                name=config.default_tenant, allow_insecure_http=destination.allow_insecure_http)
         self._store = store
         self._config = config
-        Archiver(config)  # fail at construction, not on a worker, for a bad profile/codec
+        self._tenants = tenants
+        Archiver(config, tenants)  # fail at construction, not on a worker, for a bad profile/codec
 
     def expand(self, messages):
-        prepared = messages | "Prepare" >> beam.ParDo(_PrepareFn(self._config)).with_outputs(
+        prepared = messages | "Prepare" >> beam.ParDo(_PrepareFn(self._config, self._tenants)).with_outputs(
             OUTCOMES, DEAD_LETTERS, main=REQUESTS)
         written = prepared[REQUESTS] | "Write" >> beam.ParDo(
-            _WriteArchiveFn(self._store, self._config))
+            _WriteArchiveFn(self._store, self._config, self._tenants))
         outcomes = (written, prepared[OUTCOMES]) | "Outcomes" >> beam.Flatten()
         return ArchiveResult(outcomes=outcomes, dead_letters=prepared[DEAD_LETTERS])
 
@@ -77,21 +89,31 @@ class ArchiveMessages(beam.PTransform):
 class _PrepareFn(beam.DoFn):
     """Decode, key and encode one message; bad input leaves as INVALID."""
 
-    def __init__(self, config: ArchiverConfig):
+    def __init__(self, config: ArchiverConfig, tenants: TenantDirectory):
         self._config = config
+        self._tenants = tenants
 
     def setup(self):
-        self._archiver = Archiver(self._config)
+        self._archiver = Archiver(self._config, self._tenants)
 
     def process(self, element):
         raw, source = (element.data, element.source) if isinstance(element, SourcedRecord) else (element, None)
         try:
-            yield self._archiver.prepare(raw, source)
+            prepared = self._archiver.prepare(raw, source)
         except InvalidMessage as error:
             outcome, dead_letter = self._archiver.rejected(raw, error, source)
             outcome_counter(outcome.channel, INVALID).inc()
             yield beam.pvalue.TaggedOutput(OUTCOMES, outcome)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
+            return
+        if isinstance(prepared, Outcome):  # SKIPPED, or FAILED for an unknown tenant
+            outcome_counter(prepared.channel, prepared.status).inc()
+            yield beam.pvalue.TaggedOutput(OUTCOMES, prepared)
+            if prepared.status == FAILED:  # not archived anywhere: keep the original
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTERS, self._archiver.dead_letter(raw, prepared.error, None, source))
+            return
+        yield prepared
 
 
 class _Pending(NamedTuple):
@@ -111,16 +133,17 @@ class _WriteArchiveFn(beam.DoFn):
 
     _PROGRESS_EVERY_S = 10.0
 
-    def __init__(self, store: StoreSpec, config: ArchiverConfig):
+    def __init__(self, store: StoreSpec, config: ArchiverConfig, tenants: TenantDirectory):
         self._spec = store
         self._config = config
+        self._tenants = tenants
         self._bytes = Metrics.counter(METRICS_NAMESPACE, "bytes_written")
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "write_latency_ms")
         self._attempts = Metrics.distribution(METRICS_NAMESPACE, "write_attempts")
 
     def setup(self):
-        self._store = self._spec.open()
-        self._archiver = Archiver(self._config)
+        self._stores: dict[str, ObjectStore] = {}  # one per tenant, each with its own breaker
+        self._archiver = Archiver(self._config, self._tenants)
         self._done = 0
         self._started = time.monotonic()
         self._next_progress = self._started + self._PROGRESS_EVERY_S
@@ -130,7 +153,7 @@ class _WriteArchiveFn(beam.DoFn):
 
     def process(self, request: ArchiveRequest, timestamp=beam.DoFn.TimestampParam,
                 window=beam.DoFn.WindowParam):
-        future = self._store.submit(request.key, request.data, request.metadata)
+        future = self._store_for(request.tenant).submit(request.key, request.data, request.metadata)
         self._pending.append(_Pending(request, future, timestamp, (window,)))
         while self._pending and self._pending[0].future.done():
             yield self._outcome(self._pending.popleft())
@@ -150,9 +173,15 @@ class _WriteArchiveFn(beam.DoFn):
             yield self._outcome(self._pending.popleft())
 
     def teardown(self):
-        store = getattr(self, "_store", None)
-        if store is not None:
+        for store in getattr(self, "_stores", {}).values():
             store.close()
+
+    def _store_for(self, tenant_name: str) -> ObjectStore:
+        store = self._stores.get(tenant_name)
+        if store is None:
+            tenant = self._tenants.lookup(tenant_name)  # prepared requests have a known tenant
+            store = self._stores[tenant_name] = self._spec.for_destination(tenant.destination).open()
+        return store
 
     def _outcome(self, pending: _Pending) -> WindowedValue:
         outcome: Outcome = self._archiver.written(pending.request, pending.future.result())

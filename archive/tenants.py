@@ -1,0 +1,360 @@
+"""Tenants: whose bucket a message goes to, with which profile, for which channels.
+
+A tenant file (YAML or JSON) lists each tenant's destinations, enabled
+channels, profile and compression, and each destination's compliance
+options. It is validated whole on load; an error names the tenant and the
+field. Without a file, `--destination` is the single default tenant and
+receives every message, as a one-tenant deployment expects.
+
+    tenants:
+      acme:
+        profile: clevertap            # or braze
+        compression: lz4              # lz4 | gzip | zstd | none (default: the profile's)
+        channels: [email, push, sms, whatsapp]
+        destinations:
+          - url: s3://acme-message-archive
+            default: true
+            storage_options: {profile: acme-archiver}   # fsspec options; ${ENV} expanded
+            s3:
+              sse: aws:kms                # AES256 | aws:kms
+              kms_key_id: arn:aws:kms:...
+              object_lock: {mode: COMPLIANCE, retain_days: 2555}
+              storage_class: STANDARD_IA
+          - url: abfs://archive
+            storage_options: {account_name: acme}
+            azure: {encryption_scope: archive-scope, tier: Cool}
+          - url: gs://acme-archive
+            gcs: {kms_key_name: projects/p/locations/l/keyRings/r/cryptoKeys/k}
+
+Which destination archives (the Braze rule): the one marked `default: true`;
+if none is marked and one is S3, that one; a tenant with a single destination
+uses it. Anything else is a configuration error, not a guess.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from archive.encoding import CODECS
+from archive.envelope import CHANNELS
+from archive.profiles import PROFILES
+
+_S3_PROTOCOLS = ("s3", "s3a")
+_AZURE_PROTOCOLS = ("abfs", "abfss", "az")
+_GCS_PROTOCOLS = ("gs", "gcs")
+_LOCAL_PROTOCOLS = ("file", "local", "memory")
+_TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class TenantConfigError(ValueError):
+    """The tenant file is wrong; the message names the tenant and the field."""
+
+
+@dataclass(frozen=True)
+class S3Options:
+    sse: str | None = None                 # "AES256" (SSE-S3) or "aws:kms" (SSE-KMS)
+    kms_key_id: str | None = None
+    object_lock_mode: str | None = None    # GOVERNANCE | COMPLIANCE
+    object_lock_days: int | None = None
+    storage_class: str | None = None
+
+
+@dataclass(frozen=True)
+class AzureOptions:
+    encryption_scope: str | None = None
+    tier: str | None = None                # Hot | Cool | Cold | Archive
+
+
+@dataclass(frozen=True)
+class GCSOptions:
+    kms_key_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    url: str
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
+    default: bool = False
+    allow_insecure_http: bool = False
+    s3: S3Options = S3Options()
+    azure: AzureOptions = AzureOptions()
+    gcs: GCSOptions = GCSOptions()
+
+    @property
+    def protocol(self) -> str:
+        return protocol_of(self.url)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    profile: str
+    compression: str | None
+    channels: frozenset[str]
+    destinations: tuple[Destination, ...]
+
+    @property
+    def destination(self) -> Destination:
+        """The destination that receives archives (see the module's rule)."""
+        return choose_destination(self.destinations, self.name)
+
+
+@dataclass(frozen=True)
+class TenantDirectory:
+    tenants: Mapping[str, Tenant]
+    # Without a tenant file every message goes to the one tenant, whatever it names.
+    catch_all: str | None = None
+
+    def lookup(self, name: str) -> Tenant | None:
+        tenant = self.tenants.get(name)
+        if tenant is None and self.catch_all is not None:
+            return self.tenants[self.catch_all]
+        return tenant
+
+    @classmethod
+    def single(cls, destination: str, storage_options: Mapping[str, Any] | None = None,
+               profile: str = "clevertap", compression: str | None = None,
+               name: str = "default", allow_insecure_http: bool = False) -> "TenantDirectory":
+        dest = Destination(destination, dict(storage_options or {}), True, allow_insecure_http)
+        check_transport(dest, f"destination {destination}")
+        tenant = Tenant(name, profile, compression, frozenset(CHANNELS), (dest,))
+        return cls({name: tenant}, catch_all=name)
+
+
+def protocol_of(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    return scheme if scheme and len(scheme) > 1 else "file"  # "C:\..." is not a scheme
+
+
+def choose_destination(destinations: tuple[Destination, ...], tenant: str) -> Destination:
+    marked = [d for d in destinations if d.default]
+    if len(marked) == 1:
+        return marked[0]
+    if len(marked) > 1:
+        raise TenantConfigError(f"tenant {tenant!r}: more than one destination is marked default")
+    s3 = [d for d in destinations if d.protocol in _S3_PROTOCOLS]
+    if len(s3) == 1:
+        return s3[0]
+    if len(destinations) == 1:
+        return destinations[0]
+    raise TenantConfigError(
+        f"tenant {tenant!r}: {len(destinations)} destinations and none is marked default "
+        f"(and there is not exactly one S3 destination to fall back on): mark one `default: true`")
+
+
+def check_transport(destination: Destination, where: str) -> None:
+    """Data in transit must be HTTPS: a plain http:// endpoint is refused unless it is
+    loopback (an emulator on this machine) or explicitly allowed."""
+    if destination.allow_insecure_http:
+        return
+    for endpoint in _endpoints(destination.storage_options):
+        parts = urlsplit(endpoint)
+        if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname or ""):
+            raise TenantConfigError(
+                f"{where}: endpoint {parts.scheme}://{parts.hostname}:{parts.port or 80} is plain http; "
+                f"archives must travel over HTTPS (set allow_insecure_http: true to accept it)")
+
+
+def _endpoints(options: Mapping[str, Any]):
+    for key in ("endpoint_url", "account_url", "endpoint"):
+        if isinstance(options.get(key), str):
+            yield options[key]
+    client = options.get("client_kwargs")
+    if isinstance(client, Mapping) and isinstance(client.get("endpoint_url"), str):
+        yield client["endpoint_url"]
+    connection = options.get("connection_string")
+    if isinstance(connection, str):
+        for part in connection.split(";"):
+            name, _, value = part.partition("=")
+            if name.strip().lower() == "blobendpoint":
+                yield value.strip()
+            if name.strip().lower() == "defaultendpointsprotocol" and value.strip().lower() == "http":
+                yield "http://" + (_connection_value(connection, "AccountName") or "unknown") \
+                    + ".blob.core.windows.net"
+
+
+def _connection_value(connection: str, key: str) -> str | None:
+    for part in connection.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == key.lower():
+            return value.strip()
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- loading ---------------------------------------------------------------------------
+
+def load(url: str, environ: Mapping[str, str] | None = None) -> TenantDirectory:
+    """Read and validate a tenant file (YAML or JSON) from a path or fsspec URL."""
+    import fsspec
+
+    with fsspec.open(url, "rt", encoding="utf-8") as handle:
+        text = handle.read()
+    return parse(text, url, environ)
+
+
+def parse(text: str, source: str = "<tenants>", environ: Mapping[str, str] | None = None) -> TenantDirectory:
+    try:
+        if source.endswith(".json"):
+            document = json.loads(text)
+        else:
+            import yaml
+            document = yaml.safe_load(text)
+    except Exception as exc:  # yaml and json errors both
+        raise TenantConfigError(f"{source}: not valid YAML/JSON: {exc}") from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("tenants"), Mapping):
+        raise TenantConfigError(f"{source}: expected a mapping with a 'tenants' mapping")
+    unknown = set(document) - {"tenants"}
+    if unknown:
+        raise TenantConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
+    if not document["tenants"]:
+        raise TenantConfigError(f"{source}: no tenants")
+    env = os.environ if environ is None else environ
+    tenants = {}
+    for name, body in document["tenants"].items():
+        tenants[str(name)] = _tenant(str(name), body, env)
+    return TenantDirectory(tenants)
+
+
+def _tenant(name: str, body: Any, env: Mapping[str, str]) -> Tenant:
+    where = f"tenant {name!r}"
+    if not _TENANT_NAME.fullmatch(name):
+        raise TenantConfigError(f"{where}: a tenant name holds letters, digits and _ . : @ - only")
+    if not isinstance(body, Mapping):
+        raise TenantConfigError(f"{where}: expected a mapping")
+    _only(body, {"profile", "compression", "channels", "destinations"}, where)
+    profile = body.get("profile", "clevertap")
+    if profile not in PROFILES:
+        raise TenantConfigError(f"{where}: profile must be one of {sorted(PROFILES)}")
+    compression = body.get("compression")
+    if compression is not None and compression not in CODECS:
+        raise TenantConfigError(f"{where}: compression must be one of {sorted(CODECS)}")
+    channels = body.get("channels", list(PROFILES[profile].channels))
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+        raise TenantConfigError(f"{where}: channels must be a non-empty list of channel names")
+    for channel in channels:
+        if channel not in CHANNELS:
+            raise TenantConfigError(f"{where}: channels: unknown channel {channel!r} (expected {list(CHANNELS)})")
+        if channel not in PROFILES[profile].channels:
+            raise TenantConfigError(f"{where}: channels: the {profile} profile does not archive {channel}")
+    destinations = body.get("destinations")
+    if not isinstance(destinations, list) or not destinations:
+        raise TenantConfigError(f"{where}: destinations must be a non-empty list")
+    parsed = tuple(_destination(d, f"{where}: destinations[{i}]", env) for i, d in enumerate(destinations))
+    tenant = Tenant(name, profile, compression, frozenset(channels), parsed)
+    tenant.destination  # choose now: an ambiguous choice is a load error
+    return tenant
+
+
+def _destination(body: Any, where: str, env: Mapping[str, str]) -> Destination:
+    if not isinstance(body, Mapping):
+        raise TenantConfigError(f"{where}: expected a mapping")
+    _only(body, {"url", "default", "storage_options", "allow_insecure_http", "s3", "azure", "gcs"}, where)
+    url = body.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise TenantConfigError(f"{where}.url is required")
+    protocol = protocol_of(url)
+    known = _S3_PROTOCOLS + _AZURE_PROTOCOLS + _GCS_PROTOCOLS + _LOCAL_PROTOCOLS
+    if protocol not in known:
+        raise TenantConfigError(f"{where}.url: unsupported scheme {protocol!r} (expected s3, abfs, az, gs, file)")
+    options = _expand(body.get("storage_options", {}), env, f"{where}.storage_options")
+    if not isinstance(options, Mapping):
+        raise TenantConfigError(f"{where}.storage_options must be a mapping")
+    for flag in ("default", "allow_insecure_http"):
+        if not isinstance(body.get(flag, False), bool):
+            raise TenantConfigError(f"{where}.{flag} must be true or false")
+    for section, protocols in (("s3", _S3_PROTOCOLS), ("azure", _AZURE_PROTOCOLS), ("gcs", _GCS_PROTOCOLS)):
+        if section in body and protocol not in protocols:
+            raise TenantConfigError(f"{where}.{section}: options for {section} on a {protocol}:// destination")
+    destination = Destination(
+        url=url.strip(), storage_options=dict(options), default=body.get("default", False),
+        allow_insecure_http=body.get("allow_insecure_http", False),
+        s3=_s3_options(body.get("s3", {}), f"{where}.s3"),
+        azure=_azure_options(body.get("azure", {}), f"{where}.azure"),
+        gcs=_gcs_options(body.get("gcs", {}), f"{where}.gcs"))
+    check_transport(destination, where)
+    return destination
+
+
+def _s3_options(body: Any, where: str) -> S3Options:
+    body = _mapping(body, where)
+    _only(body, {"sse", "kms_key_id", "object_lock", "storage_class"}, where)
+    sse = body.get("sse")
+    if sse is not None and sse not in ("AES256", "aws:kms"):
+        raise TenantConfigError(f"{where}.sse must be AES256 (SSE-S3) or aws:kms (SSE-KMS)")
+    kms = _optional_str(body, "kms_key_id", where)
+    if kms and sse != "aws:kms":
+        raise TenantConfigError(f"{where}.kms_key_id needs sse: aws:kms")
+    lock = _mapping(body.get("object_lock", {}), f"{where}.object_lock")
+    _only(lock, {"mode", "retain_days"}, f"{where}.object_lock")
+    mode, days = lock.get("mode"), lock.get("retain_days")
+    if lock:
+        if mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise TenantConfigError(f"{where}.object_lock.mode must be GOVERNANCE or COMPLIANCE")
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 36500:
+            raise TenantConfigError(f"{where}.object_lock.retain_days must be a whole number of days, 1 to 36500")
+    return S3Options(sse, kms, mode, days, _optional_str(body, "storage_class", where))
+
+
+def _azure_options(body: Any, where: str) -> AzureOptions:
+    body = _mapping(body, where)
+    _only(body, {"encryption_scope", "tier"}, where)
+    tier = _optional_str(body, "tier", where)
+    if tier is not None and tier not in ("Hot", "Cool", "Cold", "Archive"):
+        raise TenantConfigError(f"{where}.tier must be Hot, Cool, Cold or Archive")
+    return AzureOptions(_optional_str(body, "encryption_scope", where), tier)
+
+
+def _gcs_options(body: Any, where: str) -> GCSOptions:
+    body = _mapping(body, where)
+    _only(body, {"kms_key_name"}, where)
+    return GCSOptions(_optional_str(body, "kms_key_name", where))
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TenantConfigError(f"{where} must be a mapping")
+    return value
+
+
+def _optional_str(body: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise TenantConfigError(f"{where}.{key} must be a non-empty string")
+    return value
+
+
+def _only(body: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise TenantConfigError(f"{where}: unknown key(s) {unknown} (allowed: {sorted(allowed)})")
+
+
+def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
+    """${NAME} in string values reads the environment, so secrets stay out of the file."""
+    if isinstance(value, str):
+        def replace(match):
+            if match.group(1) not in env:
+                raise TenantConfigError(f"{where}: environment variable {match.group(1)} is not set")
+            return env[match.group(1)]
+        return _ENV.sub(replace, value)
+    if isinstance(value, Mapping):
+        return {k: _expand(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, where) for v in value]
+    return value
