@@ -4,8 +4,9 @@
 #   ./run_tests.sh                # everything
 #   ./run_tests.sh -k profiles    # extra arguments go to pytest
 #
-# Needs: python3 (3.10+), and root for apt-get when the lz4/gzip/zstd command-line
-# tools are missing (the tests decompress archived objects with them).
+# Needs: python3 (3.10+), go, node/npm, java 17 and maven (to build or fetch the
+# test servers), and root for apt-get when the lz4/gzip/zstd command-line tools
+# are missing (the tests decompress archived objects with them).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,6 +19,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 EXTRAS=test . scripts/bootstrap.sh
+
+# Real servers for the tests (moto, Azurite, fake-gcs-server, Kafka, Pub/Sub's
+# pstest, toxiproxy), fetched from PyPI, npm, the Go module proxy and Maven
+# Central into .cache/devservers once; the tests start them on 127.0.0.1.
+.venv/bin/python -m devservers install all
 
 # pytest exits 5 when it collected no test: that is a failure here too.
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

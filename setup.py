@@ -20,6 +20,7 @@ setup(
         "zstandard>=0.22",
         "pyarrow>=14",
         "phonenumbers>=8.13",
+        "pyyaml>=6",
     ],
     extras_require={
         "test": [
@@ -27,6 +28,14 @@ setup(
             "pytest-timeout>=2.3",
             "jsonschema>=4.21",
             "psutil>=5.9",
+            # real servers and the clouds' own SDKs, to read back what we wrote
+            "moto[server]>=5",
+            "boto3>=1.34",
+            "azure-storage-blob>=12.19",
+            "google-cloud-storage>=2.14",
+            "google-cloud-pubsub>=2.20",
+            "confluent-kafka>=2.3",
+            "aiohttp>=3.9",
         ],
     },
 )
