@@ -59,6 +59,8 @@ class _TenantRules:
     profile: Profile
     codec: encoding.Codec
     channels: frozenset
+    content_type: str
+    content_encoding: str | None
 
 
 class Archiver:
@@ -74,13 +76,16 @@ class Archiver:
         self.tenants = tenants
         self.profile = get_profile(config.profile)
         self.codec = encoding.get_codec(config.compression or self.profile.default_compression)
-        self._catch_all = _TenantRules(self.profile, self.codec, frozenset(self.profile.channels))
+        self._catch_all = _TenantRules(self.profile, self.codec, frozenset(self.profile.channels),
+                                       *self.codec.object_metadata())
         self._rules: dict[str, _TenantRules] = {}
         if tenants is not None:
             for name, tenant in tenants.tenants.items():
                 profile = get_profile(tenant.profile)
                 codec = encoding.get_codec(tenant.compression or profile.default_compression)
-                self._rules[name] = _TenantRules(profile, codec, tenant.channels)
+                self._rules[name] = _TenantRules(
+                    profile, codec, tenant.channels,
+                    *codec.object_metadata(tenant.destination.http_content_encoding))
 
     def prepare(self, raw: bytes | str | Mapping[str, Any], source: str | None = None,
                 now_millis: int | None = None) -> ArchiveRequest | Outcome:
@@ -115,7 +120,7 @@ class Archiver:
             channel=entry.channel,
             key=encoding.object_key(entry.key_stem, rules.codec),
             data=data,
-            metadata=ObjectMetadata(encoding.CONTENT_TYPE, rules.codec.content_encoding,
+            metadata=ObjectMetadata(rules.content_type, rules.content_encoding,
                                     hashlib.sha256(data).hexdigest(), rules.codec.name),
             source=source,
             profile=rules.profile.name,

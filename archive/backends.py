@@ -17,6 +17,23 @@ from typing import Any
 from archive.tenants import Destination
 
 
+def client_options(destination: Destination) -> dict[str, Any]:
+    """fsspec options for the destination: the user's, over defaults that leave
+    retrying to our RetryPolicy, so one policy (and one attempt count) governs.
+
+    s3fs retries SlowDown itself and botocore retries throttling and 5xx; both
+    are turned off unless the tenant's storage options say otherwise. (gcsfs
+    retries 5xx and 429 inside every request and has no switch for it; Azure's
+    per-call retries are turned off in AzureBackend.put.)
+    """
+    options = dict(destination.storage_options)
+    if destination.protocol in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("retries", {"total_max_attempts": 1})
+        options["config_kwargs"] = config
+    return options
+
+
 class Backend:
     """A write through the filesystem's own async `_pipe_file`, without metadata."""
 
@@ -28,6 +45,11 @@ class Backend:
 
 
 class S3Backend(Backend):
+    def __init__(self, destination: Destination, fs=None):
+        super().__init__(destination)
+        if fs is not None:
+            fs.retries = 1  # s3fs' own SlowDown loop (a class attribute, no constructor option)
+
     async def put(self, fs, path: str, data: bytes, metadata) -> None:
         await fs._pipe_file(path, data, **self.put_object_args(metadata))
 
@@ -41,6 +63,7 @@ class S3Backend(Backend):
             args["Metadata"] = user
         if metadata.sha256:
             # S3 recomputes it and refuses the PUT on a mismatch; Object Lock requires a checksum.
+            args["ChecksumAlgorithm"] = "SHA256"
             args["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(metadata.sha256)).decode("ascii")
         if s3.sse:
             args["ServerSideEncryption"] = s3.sse
@@ -57,7 +80,7 @@ class S3Backend(Backend):
 
 class AzureBackend(Backend):
     async def put(self, fs, path: str, data: bytes, metadata) -> None:
-        from azure.storage.blob import ContentSettings
+        from azure.storage.blob import ContentSettings, StandardBlobTier
 
         container, blob, _ = fs.split_path(path)
         options: dict[str, Any] = {
@@ -66,12 +89,13 @@ class AzureBackend(Backend):
             "content_settings": ContentSettings(
                 content_type=metadata.content_type, content_encoding=metadata.content_encoding),
             "validate_content": True,  # Content-MD5 per request, checked by the service
+            "retry_total": 0,          # azure-core's own retries off: our RetryPolicy decides
         }
         azure = self.destination.azure
         if azure.encryption_scope:
             options["encryption_scope"] = azure.encryption_scope
         if azure.tier:
-            options["standard_blob_tier"] = azure.tier
+            options["standard_blob_tier"] = StandardBlobTier(azure.tier)
         # adlfs fixes the blob metadata to its own; the SDK client it holds takes ours.
         async with fs.service_client.get_blob_client(container=container, blob=blob) as client:
             await client.upload_blob(data, **options)
@@ -102,7 +126,7 @@ def _user_metadata(metadata) -> dict[str, str]:
 def for_filesystem(fs, destination: Destination) -> Backend:
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
     if {"s3", "s3a"} & set(protocols):
-        return S3Backend(destination)
+        return S3Backend(destination, fs)
     if {"abfs", "az", "abfss"} & set(protocols):
         return AzureBackend(destination)
     if {"gs", "gcs"} & set(protocols):

@@ -44,19 +44,24 @@ class CircuitBreaker:
         with self._lock:
             return self._open_until is not None
 
-    def admit(self) -> None:
-        """Raise CircuitOpen unless a write may go ahead (closed, or the one probe)."""
+    def admit(self) -> bool:
+        """Raise CircuitOpen unless a write may go ahead; True when it is the probe."""
         with self._lock:
             if self._open_until is None:
-                return
+                return False
             now = self.clock()
             if now >= self._open_until and not self._probing:
                 self._probing = True
-                return
+                return True
             raise CircuitOpen(self._reason, max(0.0, self._open_until - now))
 
-    def record(self, error_class: ErrorClass | None, description: str = "") -> None:
-        """The end of an admitted write: None for success, else its error class."""
+    def record(self, error_class: ErrorClass | None, description: str = "", probe: bool = False) -> None:
+        """The end of an admitted write: None for success, else its error class.
+
+        Writes admitted before the breaker opened may end late: their success
+        still proves the credentials, but only the probe's own end frees the
+        probe slot, so no second probe slips in while one is out.
+        """
         with self._lock:
             if error_class is None:
                 self._open_until, self._probing = None, False
@@ -64,5 +69,5 @@ class CircuitBreaker:
                 self._open_until = self.clock() + self.cooldown
                 self._probing = False
                 self._reason = f"{error_class.value} failure: {description}" if description else error_class.value
-            else:
+            elif probe:
                 self._probing = False  # not a credentials verdict: let the next write probe

@@ -19,9 +19,24 @@ import zstandard
 class Codec:
     name: str
     suffix: str                      # after ".json"
-    content_encoding: str | None     # HTTP Content-Encoding of the object
+    media_type: str                  # Content-Type of the stored bytes
+    content_encoding: str | None     # the HTTP content-coding for it, when one is registered
     compress: Callable[[bytes], bytes]
     decompress: Callable[[bytes], bytes]
+
+    def object_metadata(self, http_content_encoding: bool = False) -> tuple[str, str | None]:
+        """(Content-Type, Content-Encoding) of an archive object.
+
+        By default an object is described as the file it is (a .json.gz is
+        application/gzip), so every client downloads exactly the bytes whose
+        sha256 the outcome holds. With `http_content_encoding` it is described
+        as JSON sent with a content-coding (application/json + gzip), which
+        browsers decode, and so do the Azure SDK's download_blob and GCS's
+        decompressive transcoding: verify such objects with a raw download.
+        """
+        if http_content_encoding and self.content_encoding:
+            return CONTENT_TYPE, self.content_encoding
+        return self.media_type, None
 
 
 def _gzip(data: bytes) -> bytes:
@@ -39,14 +54,15 @@ def _unzstd(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompress(data)
 
 
-CODECS = {
-    "lz4": Codec("lz4", ".lz4", None, lz4.frame.compress, lz4.frame.decompress),
-    "gzip": Codec("gzip", ".gz", "gzip", _gzip, gzip.decompress),
-    "zstd": Codec("zstd", ".zst", "zstd", _zstd, _unzstd),
-    "none": Codec("none", "", None, bytes, bytes),
-}
-
 CONTENT_TYPE = "application/json"
+
+CODECS = {
+    # lz4 has no registered media type or HTTP content-coding; x-lz4 is libmagic's name.
+    "lz4": Codec("lz4", ".lz4", "application/x-lz4", None, lz4.frame.compress, lz4.frame.decompress),
+    "gzip": Codec("gzip", ".gz", "application/gzip", "gzip", _gzip, gzip.decompress),       # RFC 6713
+    "zstd": Codec("zstd", ".zst", "application/zstd", "zstd", _zstd, _unzstd),             # RFC 8878
+    "none": Codec("none", "", CONTENT_TYPE, None, bytes, bytes),
+}
 
 
 def get_codec(name: str) -> Codec:

@@ -139,9 +139,29 @@ _SECRETS = re.compile(
 _BEARER = re.compile(r"(?i)\b(Bearer|Basic|SharedKey)\s+[A-Za-z0-9._~+/=:-]+")
 
 
+def service_code(exc: BaseException) -> str | None:
+    """The storage service's own error code (SlowDown, AccessDenied, AuthorizationFailure...),
+    from the exception or a cause: fsspec backends often wrap it in a plain OSError."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        response = getattr(current, "response", None)
+        if isinstance(response, dict) and isinstance(response.get("Error", {}).get("Code"), str):
+            return response["Error"]["Code"]
+        code = getattr(current, "error_code", None)
+        if isinstance(code, str) and code:
+            return code
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def describe(exc: BaseException, limit: int = 400) -> str:
     """A one-line description of an error, safe for outcomes and logs."""
+    code = service_code(exc)
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    if code and code not in text:
+        text = f"{type(exc).__name__} [{code}]: {exc}".replace("\n", " ")
     text = _SECRETS.sub(r"\1***", text)
     text = _BEARER.sub(r"\1 ***", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -87,7 +87,8 @@ class ObjectStore:
         self.spec = spec
         self.destination = spec.resolved()
         check_transport(self.destination, f"destination {self.destination.url}")
-        self.fs, self.root = fsspec.core.url_to_fs(self.destination.url, **self.destination.storage_options)
+        self.fs, self.root = fsspec.core.url_to_fs(
+            self.destination.url, **backends.client_options(self.destination))
         self.root = self.root.rstrip("/")
         self.backend = backends.for_filesystem(self.fs, self.destination)
         self.breaker = CircuitBreaker(spec.breaker_cooldown)
@@ -125,7 +126,7 @@ class ObjectStore:
         started = time.monotonic()
         attempts = 0
         try:
-            self.breaker.admit()
+            probe = self.breaker.admit()
         except CircuitOpen as exc:
             return WriteResult(url, 0, _ms_since(started), exc, ErrorClass.AUTH)
         while True:
@@ -135,14 +136,15 @@ class ObjectStore:
                     await self.backend.put(self.fs, path, data, metadata)
                 else:
                     await self._loop.run_in_executor(self._pool, self._put_sync, path, data)
-                self.breaker.record(None)
+                self.breaker.record(None, probe=probe)
                 return WriteResult(url, attempts, _ms_since(started))
             except asyncio.CancelledError:
+                self.breaker.record(ErrorClass.UNKNOWN, probe=probe)  # no verdict; free the probe slot
                 raise
             except Exception as exc:  # every store error becomes a classified result
                 error_class = classify(exc)
                 if not self.spec.retry.should_retry(error_class, attempts - 1):
-                    self.breaker.record(error_class, describe(exc, 200))
+                    self.breaker.record(error_class, describe(exc, 200), probe=probe)
                     return WriteResult(url, attempts, _ms_since(started), exc, error_class)
                 await asyncio.sleep(self.spec.retry.backoff(attempts, self._rng))
 

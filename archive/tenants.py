@@ -15,6 +15,7 @@ receives every message, as a one-tenant deployment expects.
           - url: s3://acme-message-archive
             default: true
             storage_options: {profile: acme-archiver}   # fsspec options; ${ENV} expanded
+            http_content_encoding: false  # true: application/json + Content-Encoding gzip
             s3:
               sse: aws:kms                # AES256 | aws:kms
               kms_key_id: arn:aws:kms:...
@@ -83,6 +84,7 @@ class Destination:
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
     default: bool = False
     allow_insecure_http: bool = False
+    http_content_encoding: bool = False    # describe objects as JSON + Content-Encoding (see encoding)
     s3: S3Options = S3Options()
     azure: AzureOptions = AzureOptions()
     gcs: GCSOptions = GCSOptions()
@@ -158,7 +160,7 @@ def check_transport(destination: Destination, where: str) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname or ""):
             raise TenantConfigError(
-                f"{where}: endpoint {parts.scheme}://{parts.hostname}:{parts.port or 80} is plain http; "
+                f"{where}: endpoint http://{parts.netloc.rpartition('@')[2]} is plain http; "  # no user:password
                 f"archives must travel over HTTPS (set allow_insecure_http: true to accept it)")
 
 
@@ -175,7 +177,8 @@ def _endpoints(options: Mapping[str, Any]):
             name, _, value = part.partition("=")
             if name.strip().lower() == "blobendpoint":
                 yield value.strip()
-            if name.strip().lower() == "defaultendpointsprotocol" and value.strip().lower() == "http":
+            if name.strip().lower() == "defaultendpointsprotocol" and value.strip().lower() == "http" \
+                    and _connection_value(connection, "BlobEndpoint") is None:  # else the SDK ignores it
                 yield "http://" + (_connection_value(connection, "AccountName") or "unknown") \
                     + ".blob.core.windows.net"
 
@@ -239,10 +242,10 @@ def _tenant(name: str, body: Any, env: Mapping[str, str]) -> Tenant:
         raise TenantConfigError(f"{where}: expected a mapping")
     _only(body, {"profile", "compression", "channels", "destinations"}, where)
     profile = body.get("profile", "clevertap")
-    if profile not in PROFILES:
+    if not isinstance(profile, str) or profile not in PROFILES:
         raise TenantConfigError(f"{where}: profile must be one of {sorted(PROFILES)}")
     compression = body.get("compression")
-    if compression is not None and compression not in CODECS:
+    if compression is not None and (not isinstance(compression, str) or compression not in CODECS):
         raise TenantConfigError(f"{where}: compression must be one of {sorted(CODECS)}")
     channels = body.get("channels", list(PROFILES[profile].channels))
     if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
@@ -264,7 +267,8 @@ def _tenant(name: str, body: Any, env: Mapping[str, str]) -> Tenant:
 def _destination(body: Any, where: str, env: Mapping[str, str]) -> Destination:
     if not isinstance(body, Mapping):
         raise TenantConfigError(f"{where}: expected a mapping")
-    _only(body, {"url", "default", "storage_options", "allow_insecure_http", "s3", "azure", "gcs"}, where)
+    _only(body, {"url", "default", "storage_options", "allow_insecure_http", "http_content_encoding",
+                 "s3", "azure", "gcs"}, where)
     url = body.get("url")
     if not isinstance(url, str) or not url.strip():
         raise TenantConfigError(f"{where}.url is required")
@@ -275,7 +279,7 @@ def _destination(body: Any, where: str, env: Mapping[str, str]) -> Destination:
     options = _expand(body.get("storage_options", {}), env, f"{where}.storage_options")
     if not isinstance(options, Mapping):
         raise TenantConfigError(f"{where}.storage_options must be a mapping")
-    for flag in ("default", "allow_insecure_http"):
+    for flag in ("default", "allow_insecure_http", "http_content_encoding"):
         if not isinstance(body.get(flag, False), bool):
             raise TenantConfigError(f"{where}.{flag} must be true or false")
     for section, protocols in (("s3", _S3_PROTOCOLS), ("azure", _AZURE_PROTOCOLS), ("gcs", _GCS_PROTOCOLS)):
@@ -284,6 +288,7 @@ def _destination(body: Any, where: str, env: Mapping[str, str]) -> Destination:
     destination = Destination(
         url=url.strip(), storage_options=dict(options), default=body.get("default", False),
         allow_insecure_http=body.get("allow_insecure_http", False),
+        http_content_encoding=body.get("http_content_encoding", False),
         s3=_s3_options(body.get("s3", {}), f"{where}.s3"),
         azure=_azure_options(body.get("azure", {}), f"{where}.azure"),
         gcs=_gcs_options(body.get("gcs", {}), f"{where}.gcs"))

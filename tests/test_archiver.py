@@ -65,7 +65,8 @@ def test_prepare(config, record, key, payload, codec, content_encoding):
     assert request.channel == "sms"
     assert request.tenant == "default"
     assert request.source == "in.jsonl:3"
-    assert request.metadata == ObjectMetadata("application/json", content_encoding,
+    # Objects are described as the files they are; Content-Encoding only on request.
+    assert request.metadata == ObjectMetadata(get_codec(codec).media_type, None,
                                               hashlib.sha256(request.data).hexdigest(), codec)
     document = get_codec(codec).decompress(request.data)
     assert json.loads(document) == payload

@@ -120,3 +120,16 @@ def test_payload_json(payload, document):
 
 def test_content_type():
     assert CONTENT_TYPE == "application/json"
+
+
+@pytest.mark.parametrize("name, http_coding, expected", [
+    pytest.param("lz4", False, ("application/x-lz4", None), id="lz4"),
+    pytest.param("lz4", True, ("application/x-lz4", None), id="lz4-no-registered-coding"),
+    pytest.param("gzip", False, ("application/gzip", None), id="gzip-as-file"),
+    pytest.param("gzip", True, ("application/json", "gzip"), id="gzip-as-json-coding"),
+    pytest.param("zstd", False, ("application/zstd", None), id="zstd-as-file"),
+    pytest.param("zstd", True, ("application/json", "zstd"), id="zstd-as-json-coding"),
+    pytest.param("none", True, ("application/json", None), id="none"),
+])
+def test_object_metadata(name, http_coding, expected):
+    assert get_codec(name).object_metadata(http_coding) == expected
