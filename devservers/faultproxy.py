@@ -97,6 +97,7 @@ class RequestRecord:
     status: int
     faulted: bool
     seconds: float
+    headers: Mapping[str, str] = field(default_factory=dict)   # as the client sent them
 
 
 class FaultProxy:
@@ -287,7 +288,7 @@ class FaultProxy:
             if not recorded:
                 recorded = True
                 self._record(RequestRecord(request.method, raw_path, query, status, faulted,
-                                           time.monotonic() - started))
+                                           time.monotonic() - started, dict(request.headers)))
 
         try:
             if faulted:
