@@ -346,3 +346,14 @@ def test_s3_compatible_endpoint_with_path_style_addressing_and_the_az_alias(s3_s
     assert code == 0 and outcomes[0]["status"] == "ARCHIVED"
     assert outcomes[0]["url"].startswith(("az://", "abfs://"))
     assert Cloud("azure", azurite_server).keys(container) == [outcomes[0]["url"].split(container + "/", 1)[1]]
+
+
+def test_an_unreachable_endpoint_is_failed_as_a_connection_error_after_the_transient_retries(tmp_path):
+    from devservers._process import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    options = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": closed, "region_name": "us-east-1"}}
+    code, outcomes = backfill(tmp_path, clevertap_records()[:1], "--destination", "s3://nowhere",
+                              "--storage_options", json.dumps(options), "--transient_retries", "2")
+    [outcome] = outcomes
+    assert (outcome["status"], outcome["error_class"], outcome["attempts"]) == ("FAILED", "connection", 3)
