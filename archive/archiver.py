@@ -168,11 +168,11 @@ class Archiver:
     def dead_letter(raw: bytes | str | Mapping[str, Any], reason: str, field: str | None = None,
                     source: str | None = None) -> DeadLetter:
         """The original bytes of a message that was not archived, kept whole."""
-        data = _raw_bytes(raw)
+        data = raw_bytes(raw)
         return DeadLetter(hashlib.sha256(data).hexdigest(), reason, field, source, data)
 
 
-def _raw_bytes(raw: bytes | str | Mapping[str, Any]) -> bytes:
+def raw_bytes(raw: bytes | str | Mapping[str, Any]) -> bytes:
     if isinstance(raw, (bytes, bytearray, memoryview)):
         return bytes(raw)
     if isinstance(raw, str):
@@ -186,7 +186,7 @@ def _best_effort_fields(raw: Any) -> dict[str, str]:
     record = raw
     if not isinstance(raw, Mapping):
         try:
-            record = json.loads(_raw_bytes(raw).decode("utf-8"))
+            record = json.loads(raw_bytes(raw).decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return {}
     if not isinstance(record, Mapping):

@@ -19,11 +19,12 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
-from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig
+from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig, raw_bytes
 from archive.envelope import InvalidMessage
 from archive.outcome import ARCHIVED, FAILED, INVALID, Outcome
 from archive.store import ObjectStore, StoreSpec
 from archive.tenants import TenantDirectory
+from transforms.gate import Deliverable, invalid_key, message_key
 
 _LOG = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ METRICS_NAMESPACE = "archive"
 OUTCOMES = "outcomes"
 DEAD_LETTERS = "dead_letters"
 REQUESTS = "requests"
+MESSAGES = "messages"
 
 
 class SourcedRecord(NamedTuple):
@@ -38,6 +40,7 @@ class SourcedRecord(NamedTuple):
 
     data: bytes | str | Mapping[str, Any]
     source: str | None = None
+    position: Any = None     # a replayable source's resume point, carried to the gate's output
 
 
 class ArchiveResult(NamedTuple):
@@ -45,6 +48,7 @@ class ArchiveResult(NamedTuple):
 
     outcomes: beam.PCollection       # Outcome, exactly one per input record
     dead_letters: beam.PCollection   # DeadLetter, the original bytes of every INVALID record
+    messages: beam.PCollection | None = None  # Deliverable per input, for GateDelivery
 
 
 def outcome_counter(channel: str | None, status: str):
@@ -62,11 +66,14 @@ class ArchiveMessages(beam.PTransform):
       tenants: per tenant, the destination, profile, compression and enabled
         channels. A message of an unknown tenant is FAILED, never written
         elsewhere; one on a channel its tenant did not enable is SKIPPED.
+      emit_messages: also output every message as a Deliverable keyed like
+        its outcome, for GateDelivery (the streaming path).
     """
 
     def __init__(self, store: StoreSpec, config: ArchiverConfig = ArchiverConfig(),
-                 tenants: TenantDirectory | None = None):
+                 tenants: TenantDirectory | None = None, emit_messages: bool = False):
         super().__init__()
+        self._emit_messages = emit_messages
         if tenants is None:
             destination = store.resolved()
             tenants = TenantDirectory.single(
@@ -78,26 +85,30 @@ class ArchiveMessages(beam.PTransform):
         Archiver(config, tenants)  # fail at construction, not on a worker, for a bad profile/codec
 
     def expand(self, messages):
-        prepared = messages | "Prepare" >> beam.ParDo(_PrepareFn(self._config, self._tenants)).with_outputs(
-            OUTCOMES, DEAD_LETTERS, main=REQUESTS)
+        prepared = messages | "Prepare" >> beam.ParDo(
+            _PrepareFn(self._config, self._tenants, self._emit_messages)).with_outputs(
+            OUTCOMES, DEAD_LETTERS, MESSAGES, main=REQUESTS)
         written = prepared[REQUESTS] | "Write" >> beam.ParDo(
             _WriteArchiveFn(self._store, self._config, self._tenants))
         outcomes = (written, prepared[OUTCOMES]) | "Outcomes" >> beam.Flatten()
-        return ArchiveResult(outcomes=outcomes, dead_letters=prepared[DEAD_LETTERS])
+        return ArchiveResult(outcomes=outcomes, dead_letters=prepared[DEAD_LETTERS],
+                             messages=prepared[MESSAGES] if self._emit_messages else None)
 
 
 class _PrepareFn(beam.DoFn):
     """Decode, key and encode one message; bad input leaves as INVALID."""
 
-    def __init__(self, config: ArchiverConfig, tenants: TenantDirectory):
+    def __init__(self, config: ArchiverConfig, tenants: TenantDirectory, emit_messages: bool = False):
         self._config = config
         self._tenants = tenants
+        self._emit_messages = emit_messages
 
     def setup(self):
         self._archiver = Archiver(self._config, self._tenants)
 
     def process(self, element):
-        raw, source = (element.data, element.source) if isinstance(element, SourcedRecord) else (element, None)
+        raw, source, position = (element.data, element.source, element.position) \
+            if isinstance(element, SourcedRecord) else (element, None, None)
         try:
             prepared = self._archiver.prepare(raw, source)
         except InvalidMessage as error:
@@ -105,6 +116,9 @@ class _PrepareFn(beam.DoFn):
             outcome_counter(outcome.channel, INVALID).inc()
             yield beam.pvalue.TaggedOutput(OUTCOMES, outcome)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
+            if self._emit_messages:
+                yield self._deliverable(invalid_key(outcome.input_sha256), outcome, dead_letter.data,
+                                        source, position)
             return
         if isinstance(prepared, Outcome):  # SKIPPED, or FAILED for an unknown tenant
             outcome_counter(prepared.channel, prepared.status).inc()
@@ -112,8 +126,19 @@ class _PrepareFn(beam.DoFn):
             if prepared.status == FAILED:  # not archived anywhere: keep the original
                 yield beam.pvalue.TaggedOutput(
                     DEAD_LETTERS, self._archiver.dead_letter(raw, prepared.error, None, source))
+            if self._emit_messages:
+                yield self._deliverable(message_key(prepared.tenant, prepared.message_id), prepared,
+                                        raw_bytes(raw), source, position)
             return
         yield prepared
+        if self._emit_messages:
+            yield self._deliverable(message_key(prepared.tenant, prepared.message_id), prepared,
+                                    raw_bytes(raw), source, position)
+
+    @staticmethod
+    def _deliverable(key, described, data, source, position):
+        return beam.pvalue.TaggedOutput(MESSAGES, Deliverable(
+            key, described.message_id, described.tenant, described.channel, data, source, position))
 
 
 class _Pending(NamedTuple):
