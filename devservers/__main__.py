@@ -16,6 +16,7 @@ from devservers import DevServerError
 from devservers._process import CACHE_ROOT
 
 SERVERS = ("s3", "azurite", "gcs", "kafka", "pubsub", "toxiproxy")
+TOOLS = ("prism",)  # installed, not run: Beam's local portable runner
 
 
 def _module(name: str):
@@ -24,7 +25,8 @@ def _module(name: str):
     return importlib.import_module({"s3": "devservers.s3", "azurite": "devservers.azurite",
                                     "gcs": "devservers.gcs", "kafka": "devservers.kafka",
                                     "pubsub": "devservers.pubsub",
-                                    "toxiproxy": "devservers.toxiproxy"}[name])
+                                    "toxiproxy": "devservers.toxiproxy",
+                                    "prism": "devservers.prism"}[name])
 
 
 def _install(names: list[str]) -> int:
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         description=f"Real servers on 127.0.0.1 for tests and benchmarks (cache: {CACHE_ROOT}).")
     commands = parser.add_subparsers(dest="command", required=True)
     install = commands.add_parser("install", help="install or build what is missing")
-    install.add_argument("what", nargs="?", default="all", choices=(*SERVERS, "all"),
+    install.add_argument("what", nargs="?", default="all", choices=(*SERVERS, *TOOLS, "all"),
                          help="which server (default: all)")
     run = commands.add_parser("run", help="run one emulator in the foreground")
     run.add_argument("what", choices=SERVERS, help="which server")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="s3 only: check credentials (an IAM user is created)")
     args = parser.parse_args(argv)
     if args.command == "install":
-        return _install(list(SERVERS) if args.what == "all" else [args.what])
+        return _install(list(SERVERS + TOOLS) if args.what == "all" else [args.what])
     if args.auth and args.what != "s3":
         parser.error("--auth is for s3 only")
     return _run(args.what, args.auth)

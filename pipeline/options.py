@@ -99,6 +99,36 @@ class ArchiveOptions(PipelineOptions):
         parser.add_argument(
             "--retry_max_delay", type=float, default=RetryPolicy.max_delay,
             help=f"Seconds: the longest single backoff. Default: {RetryPolicy.max_delay}.")
+        # --- streaming -----------------------------------------------------------------
+        parser.add_argument(
+            "--kafka_topic", default=None,
+            help="Stream outbound messages from this Kafka topic instead of reading --input "
+                 "(runs on Prism locally; see the README).")
+        parser.add_argument(
+            "--kafka_bootstrap_servers", default="127.0.0.1:9092",
+            help="Kafka bootstrap servers for the source and any kafka:// output. Default: 127.0.0.1:9092.")
+        parser.add_argument(
+            "--kafka_group", default="message-archiver",
+            help="Consumer group whose committed offsets say where reading resumes; they advance "
+                 "only past records whose delivery decision is durable. Default: message-archiver.")
+        parser.add_argument(
+            "--kafka_start", default="earliest", choices=["earliest", "latest"],
+            help="Where a new consumer group starts. Default: earliest.")
+        parser.add_argument(
+            "--deliveries", default="local_run/deliveries",
+            help="Streaming: where messages released for delivery go, kafka://TOPIC or a folder URL. "
+                 "Each keeps its message id (Kafka key and header) for de-duplication after a replay.")
+        parser.add_argument(
+            "--failures", default="local_run/failures",
+            help="Streaming: where messages held back by the gate go (failed to archive, invalid), "
+                 "kafka://TOPIC or a folder URL.")
+        parser.add_argument(
+            "--gate_policy", default="strict", choices=["strict", "best_effort"],
+            help="strict (CleverTap): only archived messages are delivered; best_effort (Braze): a "
+                 "message whose archive failed is delivered anyway and the failure recorded.")
+        parser.add_argument(
+            "--gate_timeout", type=float, default=300.0,
+            help="Seconds (event time) the gate waits for a message's archive outcome. Default: 300.")
         parser.add_argument(
             "--summary", default=True, type=_flag,
             help="Print a one-screen summary when the job ends (true/false). Default: true.")

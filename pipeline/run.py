@@ -9,6 +9,8 @@ any message FAILED to archive, 2 on a usage error.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import time
 
@@ -22,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.options import ArchiveOptions  # noqa: E402
 from pipeline.sinks import WriteJsonLines  # noqa: E402
 from pipeline.sources import ReadOutboundMessages  # noqa: E402
+from pipeline.streaming import build_streaming  # noqa: E402
 from pipeline.summary import archive_counters, render  # noqa: E402
 from transforms.archive import ArchiveMessages  # noqa: E402
 
@@ -46,6 +49,27 @@ def build(pipeline: beam.Pipeline, options: ArchiveOptions):
     return result
 
 
+PRISM_BINARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            ".cache", "devservers", "bin", "prism")
+
+
+def streaming_options(argv: list[str]) -> list[str]:
+    """A Kafka stream runs on Prism, Beam's local portable runner, unless a runner is
+    named: the DirectRunner cannot run an unbounded splittable DoFn as a stream.
+    Offline, Prism is the binary `python -m devservers install prism` builds."""
+    extra = ["--streaming"]
+    named = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    if "--runner" not in named:
+        extra += ["--runner=PrismRunner", "--environment_type=LOOPBACK"]
+        if "--prism_location" not in named:
+            location = os.environ.get("PRISM_LOCATION", PRISM_BINARY)
+            if not os.path.exists(location):
+                raise ValueError(f"no Prism runner at {location}: run `python -m devservers install prism` "
+                                 "(or set PRISM_LOCATION, or name a --runner)")
+            extra.append(f"--prism_location={location}")
+    return extra
+
+
 def local_runner(options: PipelineOptions):
     """The runner to use: as given, except that a batch job on the DirectRunner
     goes straight to its FnApiRunner instead of first trying to download Prism,
@@ -62,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apache_beam", "urllib3", "botocore", "aiobotocore", "azure", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    options = PipelineOptions(argv if argv is not None else sys.argv[1:])
+    argv = list(argv if argv is not None else sys.argv[1:])
+    if "-h" in argv or "--help" in argv:
+        print_help()
+        return 0
+    archive = PipelineOptions(argv).view_as(ArchiveOptions)
+    if archive.kafka_topic:
+        return stream(argv)
+    options = PipelineOptions(argv)
     archive = options.view_as(ArchiveOptions)
     if not archive.input:
         print("error: --input is required (a file, folder or glob URL of outbound messages)", file=sys.stderr)
@@ -90,6 +121,48 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         _LOG.error("%d message(s) failed to archive; see FAILED records in %s", failed, archive.outcomes)
         return EXIT_FAILED_MESSAGES
+    return 0
+
+
+def print_help() -> None:
+    """The archive job's flags, then the Beam flags it uses most."""
+    import argparse
+
+    from apache_beam.options.pipeline_options import DirectOptions, PortableOptions
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.run", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Any other Beam pipeline option is accepted too (see Beam's documentation).")
+    ArchiveOptions._add_argparse_args(parser.add_argument_group("archive"))
+    for beam_options in (StandardOptions, DirectOptions, PortableOptions):
+        beam_options._add_argparse_args(parser.add_argument_group(beam_options.__name__))
+    parser.print_help()
+
+
+def stream(argv: list[str]) -> int:
+    """Run the Kafka streaming job until it is cancelled (Ctrl-C)."""
+    try:
+        options = PipelineOptions(argv + streaming_options(argv))
+        archive = options.view_as(ArchiveOptions)
+        archive.store_spec()
+        archive.tenant_directory()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pipeline = beam.Pipeline(options=options)
+    build_streaming(pipeline, archive)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    result = pipeline.run()
+    _LOG.info("streaming from kafka topic %s; Ctrl-C stops", archive.kafka_topic)
+    try:
+        result.wait_until_finish()
+    except KeyboardInterrupt:
+        _LOG.info("stopping")
+        try:
+            result.cancel()
+        except Exception:  # the runner may already be gone with the same signal
+            pass
     return 0
 
 

@@ -1,0 +1,281 @@
+"""Kafka in and out, on confluent-kafka, for any Beam runner that runs Python SDFs.
+
+ReadFromKafkaTopic: a splittable DoFn per partition, its restriction an offset
+range from the consumer group's committed offset to infinity. Each call reads
+what the broker has, claims each offset, emits the record stamped with its
+Kafka timestamp (the watermark follows them) and checkpoints itself
+(`defer_remainder`) so the runner commits the bundle and calls again.
+
+Offsets are committed by CommitKafkaOffsets at the very end of the pipeline,
+only for records whose results (delivery or failed-to-archive) are durable in
+their sink, and only up to the first record that is not: a restart resumes at
+the first unfinished record, so nothing is lost (at-least-once; delivered
+messages keep their message id for de-duplication).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import userstate
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from transforms.archive import SourcedRecord
+
+_LOG = logging.getLogger(__name__)
+_END = 2 ** 63 - 1
+
+
+class KafkaPosition(NamedTuple):
+    """Where a record was read: `since` is the offset the reader was at before it, so
+    a chain since -> offset + 1 spans gaps (transaction markers, compaction)."""
+
+    topic: str
+    partition: int
+    offset: int
+    since: int
+
+
+class ReadFromKafkaTopic(beam.PTransform):
+    def __init__(self, bootstrap_servers: str, topic: str, group_id: str, start: str = "earliest",
+                 consumer_config: dict | None = None, max_records: int = 500, poll_seconds: float = 0.2):
+        super().__init__()
+        if start not in ("earliest", "latest"):
+            raise ValueError("start must be earliest or latest")
+        self._config = {"bootstrap.servers": bootstrap_servers, "group.id": group_id,
+                        "enable.auto.commit": False, "auto.offset.reset": start,
+                        **(consumer_config or {})}
+        self._topic = topic
+        self._max_records = max_records
+        self._poll_seconds = poll_seconds
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Impulse" >> beam.Impulse()
+                | "Partitions" >> beam.ParDo(_PartitionStartsFn(self._config, self._topic))
+                | "Read" >> beam.ParDo(_ReadPartitionFn(self._config, self._max_records, self._poll_seconds)))
+
+
+class _PartitionStartsFn(beam.DoFn):
+    """Each partition with the group's committed offset; a new group's start is
+    committed first, so the reader and the committer agree where it begins."""
+
+    def __init__(self, config: dict, topic: str):
+        self._config, self._topic = config, topic
+
+    def process(self, _):
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(self._config)
+        try:
+            metadata = consumer.list_topics(self._topic, timeout=30)
+            topic = metadata.topics.get(self._topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                raise RuntimeError(f"Kafka topic {self._topic} does not exist or has no partitions")
+            partitions = [TopicPartition(self._topic, p) for p in sorted(topic.partitions)]
+            committed = consumer.committed(partitions, timeout=30)
+            pins = []
+            for tp in committed:
+                if tp.offset < 0:
+                    low, high = consumer.get_watermark_offsets(tp, timeout=30)
+                    tp = TopicPartition(self._topic, tp.partition,
+                                        low if self._config["auto.offset.reset"] == "earliest" else high)
+                    pins.append(tp)
+                yield (self._topic, tp.partition, tp.offset)
+            if pins:
+                consumer.commit(offsets=pins, asynchronous=False)
+        finally:
+            consumer.close()
+
+
+class _CheckpointOnlyTracker(OffsetRestrictionTracker):
+    """A partition is read in order by one reader: the runner may checkpoint it
+    (split at the current position) but not cut its infinite range in two, which
+    would hand a second reader a made-up offset in the middle of nowhere."""
+
+    def try_split(self, fraction_of_remainder):
+        if fraction_of_remainder > 0:
+            return None
+        return super().try_split(0)
+
+
+class _PartitionRestrictions(RestrictionProvider):
+    def initial_restriction(self, element):
+        return OffsetRange(element[2], _END)
+
+    def create_tracker(self, restriction):
+        return _CheckpointOnlyTracker(restriction)
+
+    def restriction_size(self, element, restriction):
+        return 1  # unbounded: no size to tell
+
+    def split(self, element, restriction):
+        yield restriction  # one reader per partition
+
+    def truncate(self, element, restriction):
+        return None  # on drain, stop reading
+
+
+class _ReadPartitionFn(beam.DoFn):
+    def __init__(self, config: dict, max_records: int, poll_seconds: float):
+        self._config = config
+        self._max_records = max_records
+        self._poll_seconds = poll_seconds
+        self._records = Metrics.counter("kafka", "records_read")
+
+    def setup(self):
+        self._consumers = {}
+
+    def teardown(self):
+        for consumer, _ in self._consumers.values():
+            consumer.close()
+
+    def _consumer(self, topic: str, partition: int, offset: int):
+        from confluent_kafka import Consumer, TopicPartition
+
+        key = (topic, partition)
+        entry = self._consumers.get(key)
+        if entry is None:
+            consumer = Consumer({**self._config, "group.id": self._config["group.id"] + ".reader"})
+            consumer.assign([TopicPartition(topic, partition, offset)])
+            self._consumers[key] = entry = [consumer, offset]
+        elif entry[1] != offset:
+            entry[0].seek(TopicPartition(topic, partition, offset))
+        return entry
+
+    @beam.DoFn.unbounded_per_element()
+    def process(self, element, tracker=beam.DoFn.RestrictionParam(_PartitionRestrictions()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+        topic, partition, _ = element
+        position = tracker.current_restriction().start
+        entry = self._consumer(topic, partition, position)
+        records = entry[0].consume(num_messages=self._max_records, timeout=self._poll_seconds)
+        since = position
+        for record in records:
+            if record.error() is not None:
+                _LOG.warning("kafka %s/%d: %s", topic, partition, record.error())
+                continue
+            offset = record.offset()
+            if not tracker.try_claim(offset):
+                return
+            millis = record.timestamp()[1]
+            stamp = Timestamp(micros=millis * 1000) if millis and millis > 0 else Timestamp.now()
+            if watermark.current_watermark() is None or stamp > watermark.current_watermark():
+                watermark.set_watermark(stamp)
+            self._records.inc()
+            entry[1] = offset + 1
+            yield beam.window.TimestampedValue(SourcedRecord(
+                record.value() or b"", f"kafka://{topic}/{partition}@{offset}",
+                KafkaPosition(topic, partition, offset, since)), stamp)
+            since = offset + 1
+        if not records:
+            now = Timestamp.now() - Duration.of(1)
+            if watermark.current_watermark() is None or now > watermark.current_watermark():
+                watermark.set_watermark(now)  # idle partition: time moves on
+        tracker.defer_remainder(Duration.of(0 if records else self._poll_seconds))
+
+
+class KafkaTopicSink:
+    """Produces records to one topic (acks=all, idempotent); `flush` returns once
+    every record is acknowledged, or raises so the bundle fails and is retried."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, producer_config: dict | None = None):
+        self.topic = topic
+        self._config = {"bootstrap.servers": bootstrap_servers, "acks": "all",
+                        "enable.idempotence": True, "linger.ms": 5, **(producer_config or {})}
+        self._producer = None
+        self._errors: list = []
+
+    def add(self, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+        if self._producer is None:
+            from confluent_kafka import Producer
+            self._producer = Producer(self._config)
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key, headers=headers or [],
+                                       on_delivery=self._delivered)
+                break
+            except BufferError:  # local queue full: let it drain
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def _delivered(self, error, _message):
+        if error is not None:
+            self._errors.append(error)
+
+    def flush(self) -> None:
+        if self._producer is None:
+            return
+        remaining = self._producer.flush(60)
+        errors, self._errors = self._errors, []
+        if remaining or errors:
+            raise RuntimeError(f"Kafka produce to {self.topic} failed: {remaining} undelivered, "
+                               f"errors {errors[:3]}")
+
+
+class CommitKafkaOffsets(beam.PTransform):
+    """Commit, per partition, the offset after the longest run of finished records."""
+
+    def __init__(self, bootstrap_servers: str, group_id: str):
+        super().__init__()
+        self._config = {"bootstrap.servers": bootstrap_servers, "group.id": group_id,
+                        "enable.auto.commit": False}
+
+    def expand(self, positions):
+        return (positions
+                | "ByPartition" >> beam.Map(lambda p: (f"{p.topic}/{p.partition}", p))
+                | "Commit" >> beam.ParDo(_CommitFn(self._config)))
+
+
+class _CommitFn(beam.DoFn):
+    NEXT = userstate.ReadModifyWriteStateSpec("next", PickleCoder())
+    DONE = userstate.ReadModifyWriteStateSpec("done", PickleCoder())
+
+    def __init__(self, config: dict):
+        self._config = config
+        self._commits = Metrics.counter("kafka", "offset_commits")
+
+    def setup(self):
+        self._client = None
+
+    def _consumer(self):
+        from confluent_kafka import Consumer
+
+        if self._client is None:
+            self._client = Consumer(self._config)
+        return self._client
+
+    def teardown(self):
+        client, self._client = getattr(self, "_client", None), None
+        if client is not None:
+            client.close()
+
+    def process(self, element, next_state=beam.DoFn.StateParam(NEXT), done_state=beam.DoFn.StateParam(DONE)):
+        from confluent_kafka import TopicPartition
+
+        _, position = element
+        next_offset = next_state.read()
+        if next_offset is None:
+            [tp] = self._consumer().committed([TopicPartition(position.topic, position.partition)], timeout=30)
+            next_offset = tp.offset if tp.offset >= 0 else position.since
+        done = done_state.read() or {}
+        if position.offset >= next_offset:  # a replayed record below the commit point is already done
+            done[position.since] = position.offset + 1
+        advanced = next_offset
+        while advanced in done:
+            advanced = done.pop(advanced)
+        done = {since: end for since, end in done.items() if since > advanced}
+        done_state.write(done)
+        next_state.write(advanced)
+        if advanced != next_offset:
+            self._consumer().commit(offsets=[TopicPartition(position.topic, position.partition, advanced)],
+                                  asynchronous=False)
+            self._commits.inc()
+            yield (position.topic, position.partition, advanced)

@@ -1,0 +1,142 @@
+"""The real-time path: Kafka in, archive, gate, and the three outputs.
+
+    Kafka ─> ArchiveMessages ─┬─ messages ─┐
+                              └─ outcomes ─┴─> GateDelivery ─┬─ delivered ──────> --deliveries
+                                                             └─ failed_to_archive > --failures
+                                                        each verdict's outcome ───────────────────────────> --outcomes
+    positions of records whose verdict and outcome are both durable ─> CommitKafkaOffsets
+
+Each output is a Kafka topic (kafka://topic) or a folder of JSON Lines files.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+
+import apache_beam as beam
+import fsspec
+from apache_beam.utils.windowed_value import WindowedValue
+
+from archive.gate import DELIVER
+from pipeline.kafka import CommitKafkaOffsets, KafkaTopicSink, ReadFromKafkaTopic
+from transforms.archive import ArchiveMessages
+from transforms.gate import FAILED_TO_ARCHIVE, GateDelivery, Released
+
+
+def delivery_record(released: Released) -> dict:
+    """What a delivery worker receives: the message as sent to us, and its archive."""
+    message, outcome = released.message, released.outcome
+    record = {"message_id": message.message_id, "tenant": message.tenant, "channel": message.channel,
+              "archive_status": outcome.status if outcome else "NONE",
+              "reason": released.decision.reason}
+    if outcome is not None and outcome.url:
+        record["archive_url"] = outcome.url
+        record["archive_sha256"] = outcome.sha256
+    try:
+        record["message"] = json.loads(message.data)
+    except ValueError:
+        record["message_base64"] = base64.b64encode(message.data).decode("ascii")
+    return record
+
+
+def _delivery_message(released: Released) -> tuple[bytes, bytes, list]:
+    """(key, value, headers) on a Kafka topic: the message as sent to us, keyed by its id."""
+    message = released.message
+    headers = [("message_id", (message.message_id or "").encode()),
+               ("archive_status", (released.outcome.status if released.outcome else "NONE").encode()),
+               ("reason", released.decision.reason.encode()[:512])]
+    if released.outcome is not None and released.outcome.url:
+        headers.append(("archive_url", released.outcome.url.encode()))
+    return (message.message_id or message.key).encode(), message.data, headers
+
+
+class FolderSink:
+    """Streaming JSON Lines into a folder: each flush writes one new file (aside, then
+    renamed), so a file is whole or absent."""
+
+    def __init__(self, folder: str, name: str):
+        self.folder, self.name = folder, name
+        self._lines: list[str] = []
+        self._fs = None
+
+    def add_record(self, record: dict) -> None:
+        self._lines.append(json.dumps(record, ensure_ascii=False))
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        if self._fs is None:
+            self._fs, self._path = fsspec.core.url_to_fs(self.folder)
+            self._fs.makedirs(self._path, exist_ok=True)
+        path = f"{self._path}/{self.name}-{uuid.uuid4().hex}.jsonl"
+        temporary = f"{self._path}/.{os.path.basename(path)}.tmp"
+        self._fs.pipe_file(temporary, ("\n".join(self._lines) + "\n").encode("utf-8"))
+        self._fs.mv(temporary, path)
+        self._lines = []
+
+
+def _sink(url: str, name: str, bootstrap_servers: str):
+    if url.startswith("kafka://"):
+        return KafkaTopicSink(bootstrap_servers, url[len("kafka://"):])
+    return FolderSink(url, name)
+
+
+class _PublishDecisionsFn(beam.DoFn):
+    """Publishes each verdict and its outcome together; once every sink has flushed
+    the bundle, the bundle's source positions count as done (and may be committed).
+
+    One DoFn for the three outputs, so a record's position is released only when
+    its outcome and its delivery (or failure) record are both durable.
+    """
+
+    def __init__(self, outcomes: str, deliveries: str, failures: str, bootstrap_servers: str):
+        self._urls = (outcomes, deliveries, failures)
+        self._bootstrap_servers = bootstrap_servers
+
+    def setup(self):
+        self._outcomes, self._deliveries, self._failures = (
+            _sink(url, name, self._bootstrap_servers)
+            for url, name in zip(self._urls, ("outcomes", "deliveries", "failures")))
+
+    def start_bundle(self):
+        self._positions = []
+
+    def process(self, released: Released, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        target = self._deliveries if released.decision.verdict == DELIVER else self._failures
+        if isinstance(target, KafkaTopicSink):
+            target.add(*_delivery_message(released))
+        else:
+            target.add_record(delivery_record(released))
+        outcome = released.outcome
+        if outcome is not None:
+            if isinstance(self._outcomes, KafkaTopicSink):
+                self._outcomes.add((outcome.message_id or "").encode(), outcome.to_json().encode())
+            else:
+                self._outcomes.add_record(outcome.to_dict())
+        if released.message.position is not None:
+            self._positions.append(WindowedValue(released.message.position, timestamp, (window,)))
+
+    def finish_bundle(self):
+        for sink in (self._outcomes, self._deliveries, self._failures):
+            sink.flush()
+        yield from self._positions
+
+
+def build_streaming(pipeline: beam.Pipeline, options):
+    """Add the Kafka streaming graph; `options` is a pipeline.options.ArchiveOptions."""
+    records = pipeline | "ReadKafka" >> ReadFromKafkaTopic(
+        options.kafka_bootstrap_servers, options.kafka_topic, options.kafka_group, options.kafka_start)
+    archived = records | "Archive" >> ArchiveMessages(
+        options.store_spec(), options.archiver_config(), options.tenant_directory(), emit_messages=True)
+    gated = (archived.messages, archived.outcomes) | "Gate" >> GateDelivery(
+        options.gate_policy, options.gate_timeout)
+    done = (
+        (gated["delivered"], gated[FAILED_TO_ARCHIVE])
+        | "Decided" >> beam.Flatten()
+        | "Publish" >> beam.ParDo(_PublishDecisionsFn(
+            options.outcomes, options.deliveries, options.failures, options.kafka_bootstrap_servers)))
+    done | "CommitOffsets" >> CommitKafkaOffsets(options.kafka_bootstrap_servers, options.kafka_group)
+    return gated
