@@ -105,6 +105,10 @@ class ArchiveOptions(PipelineOptions):
             help="Stream outbound messages from this Kafka topic instead of reading --input "
                  "(runs on Prism locally; see the README).")
         parser.add_argument(
+            "--pubsub_subscription", default=None,
+            help="Stream outbound messages from this Pub/Sub subscription "
+                 "(projects/P/subscriptions/S; runs on the DirectRunner's streaming mode locally).")
+        parser.add_argument(
             "--kafka_bootstrap_servers", default="127.0.0.1:9092",
             help="Kafka bootstrap servers for the source and any kafka:// output. Default: 127.0.0.1:9092.")
         parser.add_argument(
@@ -116,12 +120,13 @@ class ArchiveOptions(PipelineOptions):
             help="Where a new consumer group starts. Default: earliest.")
         parser.add_argument(
             "--deliveries", default="local_run/deliveries",
-            help="Streaming: where messages released for delivery go, kafka://TOPIC or a folder URL. "
+            help="Streaming: where messages released for delivery go: kafka://TOPIC, "
+                 "pubsub://projects/P/topics/T or a folder URL. "
                  "Each keeps its message id (Kafka key and header) for de-duplication after a replay.")
         parser.add_argument(
             "--failures", default="local_run/failures",
             help="Streaming: where messages held back by the gate go (failed to archive, invalid), "
-                 "kafka://TOPIC or a folder URL.")
+                 "kafka://TOPIC, pubsub://projects/P/topics/T or a folder URL.")
         parser.add_argument(
             "--gate_policy", default="strict", choices=["strict", "best_effort"],
             help="strict (CleverTap): only archived messages are delivered; best_effort (Braze): a "

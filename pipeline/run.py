@@ -53,13 +53,17 @@ PRISM_BINARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
                             ".cache", "devservers", "bin", "prism")
 
 
-def streaming_options(argv: list[str]) -> list[str]:
-    """A Kafka stream runs on Prism, Beam's local portable runner, unless a runner is
-    named: the DirectRunner cannot run an unbounded splittable DoFn as a stream.
-    Offline, Prism is the binary `python -m devservers install prism` builds."""
+def streaming_options(argv: list[str], kafka: bool = True) -> list[str]:
+    """The local streaming runner, unless one is named. A Kafka stream runs on Prism,
+    Beam's local portable runner: the DirectRunner cannot run an unbounded splittable
+    DoFn as a stream (offline, Prism is the binary `python -m devservers install
+    prism` builds). A Pub/Sub stream runs on the DirectRunner's streaming mode,
+    which implements ReadFromPubSub natively."""
     extra = ["--streaming"]
     named = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
-    if "--runner" not in named:
+    if "--runner" not in named and not kafka:
+        extra.append("--runner=DirectRunner")
+    elif "--runner" not in named:
         extra += ["--runner=PrismRunner", "--environment_type=LOOPBACK"]
         if "--prism_location" not in named:
             location = os.environ.get("PRISM_LOCATION", PRISM_BINARY)
@@ -91,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         print_help()
         return 0
     archive = PipelineOptions(argv).view_as(ArchiveOptions)
-    if archive.kafka_topic:
-        return stream(argv)
+    if archive.kafka_topic or archive.pubsub_subscription:
+        return stream(argv, kafka=bool(archive.kafka_topic))
     options = PipelineOptions(argv)
     archive = options.view_as(ArchiveOptions)
     if not archive.input:
@@ -140,10 +144,10 @@ def print_help() -> None:
     parser.print_help()
 
 
-def stream(argv: list[str]) -> int:
-    """Run the Kafka streaming job until it is cancelled (Ctrl-C)."""
+def stream(argv: list[str], kafka: bool = True) -> int:
+    """Run the streaming job until it is cancelled (Ctrl-C or SIGTERM)."""
     try:
-        options = PipelineOptions(argv + streaming_options(argv))
+        options = PipelineOptions(argv + streaming_options(argv, kafka))
         archive = options.view_as(ArchiveOptions)
         archive.store_spec()
         archive.tenant_directory()
@@ -154,7 +158,7 @@ def stream(argv: list[str]) -> int:
     build_streaming(pipeline, archive)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     result = pipeline.run()
-    _LOG.info("streaming from kafka topic %s; Ctrl-C stops", archive.kafka_topic)
+    _LOG.info("streaming from %s; Ctrl-C stops", archive.kafka_topic or archive.pubsub_subscription)
     try:
         result.wait_until_finish()
     except KeyboardInterrupt:

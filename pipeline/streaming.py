@@ -1,4 +1,4 @@
-"""The real-time path: Kafka in, archive, gate, and the three outputs.
+"""The real-time path: Kafka or Pub/Sub in, archive, gate, and the three outputs.
 
     Kafka ─> ArchiveMessages ─┬─ messages ─┐
                               └─ outcomes ─┴─> GateDelivery ─┬─ delivered ──────> --deliveries
@@ -6,7 +6,8 @@
                                                         each verdict's outcome ───────────────────────────> --outcomes
     positions of records whose verdict and outcome are both durable ─> CommitKafkaOffsets
 
-Each output is a Kafka topic (kafka://topic) or a folder of JSON Lines files.
+Each output is a Kafka topic (kafka://topic), a Pub/Sub topic
+(pubsub://projects/P/topics/T) or a folder of JSON Lines files.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from archive.gate import DELIVER
 from pipeline.kafka import CommitKafkaOffsets, KafkaTopicSink, ReadFromKafkaTopic
+from pipeline.pubsub import PubSubTopicSink, ReadFromPubSubSubscription
 from transforms.archive import ArchiveMessages
 from transforms.gate import FAILED_TO_ARCHIVE, GateDelivery, Released
 
@@ -35,6 +37,8 @@ def delivery_record(released: Released) -> dict:
     if outcome is not None and outcome.url:
         record["archive_url"] = outcome.url
         record["archive_sha256"] = outcome.sha256
+    if message.attributes:
+        record["attributes"] = message.attributes
     try:
         record["message"] = json.loads(message.data)
     except ValueError:
@@ -81,7 +85,30 @@ class FolderSink:
 def _sink(url: str, name: str, bootstrap_servers: str):
     if url.startswith("kafka://"):
         return KafkaTopicSink(bootstrap_servers, url[len("kafka://"):])
+    if url.startswith("pubsub://"):
+        return PubSubTopicSink(url[len("pubsub://"):])
     return FolderSink(url, name)
+
+
+def _publish(sink, released: Released | None, record: dict, outcome=None) -> None:
+    """One record to whichever kind of sink: a Kafka message keyed by message id, a
+    Pub/Sub message with attributes, or a JSON line."""
+    if isinstance(sink, FolderSink):
+        sink.add_record(record)
+    elif outcome is not None:
+        key = (outcome.message_id or "").encode()
+        if isinstance(sink, KafkaTopicSink):
+            sink.add(key, outcome.to_json().encode())
+        else:
+            sink.add(outcome.to_json().encode(), {"message_id": outcome.message_id or ""})
+    else:
+        key, data, headers = _delivery_message(released)
+        if isinstance(sink, KafkaTopicSink):
+            sink.add(key, data, headers)
+        else:
+            attributes = dict(released.message.attributes or {})
+            attributes.update({k: v.decode() for k, v in headers})
+            sink.add(data, attributes)
 
 
 class _PublishDecisionsFn(beam.DoFn):
@@ -106,16 +133,9 @@ class _PublishDecisionsFn(beam.DoFn):
 
     def process(self, released: Released, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
         target = self._deliveries if released.decision.verdict == DELIVER else self._failures
-        if isinstance(target, KafkaTopicSink):
-            target.add(*_delivery_message(released))
-        else:
-            target.add_record(delivery_record(released))
-        outcome = released.outcome
-        if outcome is not None:
-            if isinstance(self._outcomes, KafkaTopicSink):
-                self._outcomes.add((outcome.message_id or "").encode(), outcome.to_json().encode())
-            else:
-                self._outcomes.add_record(outcome.to_dict())
+        _publish(target, released, delivery_record(released))
+        if released.outcome is not None:
+            _publish(self._outcomes, None, released.outcome.to_dict(), released.outcome)
         if released.message.position is not None:
             self._positions.append(WindowedValue(released.message.position, timestamp, (window,)))
 
@@ -126,9 +146,12 @@ class _PublishDecisionsFn(beam.DoFn):
 
 
 def build_streaming(pipeline: beam.Pipeline, options):
-    """Add the Kafka streaming graph; `options` is a pipeline.options.ArchiveOptions."""
-    records = pipeline | "ReadKafka" >> ReadFromKafkaTopic(
-        options.kafka_bootstrap_servers, options.kafka_topic, options.kafka_group, options.kafka_start)
+    """Add the streaming graph (Kafka or Pub/Sub in); `options` is an ArchiveOptions."""
+    if options.kafka_topic:
+        records = pipeline | "ReadKafka" >> ReadFromKafkaTopic(
+            options.kafka_bootstrap_servers, options.kafka_topic, options.kafka_group, options.kafka_start)
+    else:
+        records = pipeline | "ReadPubSub" >> ReadFromPubSubSubscription(options.pubsub_subscription)
     archived = records | "Archive" >> ArchiveMessages(
         options.store_spec(), options.archiver_config(), options.tenant_directory(), emit_messages=True)
     gated = (archived.messages, archived.outcomes) | "Gate" >> GateDelivery(
@@ -138,5 +161,6 @@ def build_streaming(pipeline: beam.Pipeline, options):
         | "Decided" >> beam.Flatten()
         | "Publish" >> beam.ParDo(_PublishDecisionsFn(
             options.outcomes, options.deliveries, options.failures, options.kafka_bootstrap_servers)))
-    done | "CommitOffsets" >> CommitKafkaOffsets(options.kafka_bootstrap_servers, options.kafka_group)
+    if options.kafka_topic:
+        done | "CommitOffsets" >> CommitKafkaOffsets(options.kafka_bootstrap_servers, options.kafka_group)
     return gated

@@ -41,6 +41,7 @@ class SourcedRecord(NamedTuple):
     data: bytes | str | Mapping[str, Any]
     source: str | None = None
     position: Any = None     # a replayable source's resume point, carried to the gate's output
+    attributes: Mapping[str, str] | None = None  # a Pub/Sub message's attributes and id
 
 
 class ArchiveResult(NamedTuple):
@@ -107,8 +108,9 @@ class _PrepareFn(beam.DoFn):
         self._archiver = Archiver(self._config, self._tenants)
 
     def process(self, element):
-        raw, source, position = (element.data, element.source, element.position) \
-            if isinstance(element, SourcedRecord) else (element, None, None)
+        raw, source, position, attributes = (
+            (element.data, element.source, element.position, element.attributes)
+            if isinstance(element, SourcedRecord) else (element, None, None, None))
         try:
             prepared = self._archiver.prepare(raw, source)
         except InvalidMessage as error:
@@ -118,7 +120,7 @@ class _PrepareFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
             if self._emit_messages:
                 yield self._deliverable(invalid_key(outcome.input_sha256), outcome, dead_letter.data,
-                                        source, position)
+                                        source, position, attributes)
             return
         if isinstance(prepared, Outcome):  # SKIPPED, or FAILED for an unknown tenant
             outcome_counter(prepared.channel, prepared.status).inc()
@@ -128,17 +130,18 @@ class _PrepareFn(beam.DoFn):
                     DEAD_LETTERS, self._archiver.dead_letter(raw, prepared.error, None, source))
             if self._emit_messages:
                 yield self._deliverable(message_key(prepared.tenant, prepared.message_id), prepared,
-                                        raw_bytes(raw), source, position)
+                                        raw_bytes(raw), source, position, attributes)
             return
         yield prepared
         if self._emit_messages:
             yield self._deliverable(message_key(prepared.tenant, prepared.message_id), prepared,
-                                    raw_bytes(raw), source, position)
+                                    raw_bytes(raw), source, position, attributes)
 
     @staticmethod
-    def _deliverable(key, described, data, source, position):
+    def _deliverable(key, described, data, source, position, attributes):
         return beam.pvalue.TaggedOutput(MESSAGES, Deliverable(
-            key, described.message_id, described.tenant, described.channel, data, source, position))
+            key, described.message_id, described.tenant, described.channel, data, source, position,
+            dict(attributes) if attributes else None))
 
 
 class _Pending(NamedTuple):

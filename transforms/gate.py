@@ -41,6 +41,7 @@ class Deliverable(NamedTuple):
     data: bytes              # the input exactly as received
     source: str | None = None
     position: object = None  # where a replayable source can resume (see pipeline.kafka)
+    attributes: dict | None = None  # a Pub/Sub message's attributes and id, passed on
 
 
 class Released(NamedTuple):
