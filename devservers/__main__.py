@@ -1,7 +1,9 @@
 """`python -m devservers install [NAME|all]` and `python -m devservers run NAME`.
 
 NAME is one of s3, azurite, gcs (object stores), kafka, pubsub (streaming
-sources and sinks) and toxiproxy (added latency for the benchmarks).
+sources and sinks), toxiproxy (added latency for the benchmarks), expansion
+(Beam's Java expansion service with KafkaIO) and, install only, prism (Beam's
+local portable runner).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from devservers import DevServerError
 from devservers._process import CACHE_ROOT
 
-SERVERS = ("s3", "azurite", "gcs", "kafka", "pubsub", "toxiproxy")
+SERVERS = ("s3", "azurite", "gcs", "kafka", "pubsub", "toxiproxy", "expansion")
 TOOLS = ("prism",)  # installed, not run: Beam's local portable runner
 
 
@@ -26,6 +28,7 @@ def _module(name: str):
                                     "gcs": "devservers.gcs", "kafka": "devservers.kafka",
                                     "pubsub": "devservers.pubsub",
                                     "toxiproxy": "devservers.toxiproxy",
+                                    "expansion": "devservers.expansion",
                                     "prism": "devservers.prism"}[name])
 
 
@@ -57,7 +60,7 @@ def _run(name: str, auth: bool) -> int:
         print(f"log: {server.log_path}")
         if hasattr(server, "storage_options"):
             print("storage_options:", json.dumps(server.storage_options(), indent=2))
-        for attribute in ("bootstrap_servers", "emulator_host", "api_url"):
+        for attribute in ("bootstrap_servers", "emulator_host", "api_url", "address"):
             if hasattr(server, attribute):
                 print(f"{attribute}: {getattr(server, attribute)}")
         print("Ctrl-C to stop.", flush=True)

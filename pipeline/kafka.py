@@ -279,3 +279,28 @@ class _CommitFn(beam.DoFn):
                                   asynchronous=False)
             self._commits.inc()
             yield (position.topic, position.partition, advanced)
+
+
+class ReadFromKafkaXlang(beam.PTransform):
+    """Beam's Java KafkaIO through an expansion service, for Flink and Dataflow.
+
+    KafkaIO tracks and commits its own offsets (commit_offset_in_finalize), so
+    records carry no position for CommitKafkaOffsets.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, group_id: str, start: str,
+                 expansion_service: str):
+        super().__init__()
+        self._config = {"bootstrap.servers": bootstrap_servers, "group.id": group_id,
+                        "auto.offset.reset": start}
+        self._topic, self._expansion_service = topic, expansion_service
+
+    def expand(self, pbegin):
+        from apache_beam.io.kafka import ReadFromKafka
+
+        topic = self._topic
+        return (pbegin
+                | "KafkaIO" >> ReadFromKafka(consumer_config=self._config, topics=[topic],
+                                             commit_offset_in_finalize=True,
+                                             expansion_service=self._expansion_service)
+                | "Record" >> beam.Map(lambda kv: SourcedRecord(kv[1] or b"", f"kafka://{topic}")))

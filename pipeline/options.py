@@ -116,6 +116,16 @@ class ArchiveOptions(PipelineOptions):
             help="Consumer group whose committed offsets say where reading resumes; they advance "
                  "only past records whose delivery decision is durable. Default: message-archiver.")
         parser.add_argument(
+            "--kafka_reader", default="python", choices=["python", "xlang"],
+            help="python: our confluent-kafka splittable DoFn (any runner with Python SDFs: Prism, "
+                 "Flink, Dataflow), with offsets committed past durable verdicts. xlang: Beam's "
+                 "Java KafkaIO through an expansion service (--expansion_service), for Flink and "
+                 "Dataflow; it commits offsets when its bundles finalize.")
+        parser.add_argument(
+            "--expansion_service", default=None,
+            help="host:port of a Beam Java expansion service with KafkaIO, for --kafka_reader xlang "
+                 "(`python -m devservers run expansion` starts one locally).")
+        parser.add_argument(
             "--kafka_start", default="earliest", choices=["earliest", "latest"],
             help="Where a new consumer group starts. Default: earliest.")
         parser.add_argument(

@@ -22,7 +22,7 @@ import fsspec
 from apache_beam.utils.windowed_value import WindowedValue
 
 from archive.gate import DELIVER
-from pipeline.kafka import CommitKafkaOffsets, KafkaTopicSink, ReadFromKafkaTopic
+from pipeline.kafka import CommitKafkaOffsets, KafkaTopicSink, ReadFromKafkaTopic, ReadFromKafkaXlang
 from pipeline.pubsub import PubSubTopicSink, ReadFromPubSubSubscription
 from transforms.archive import ArchiveMessages
 from transforms.gate import FAILED_TO_ARCHIVE, GateDelivery, Released
@@ -147,7 +147,13 @@ class _PublishDecisionsFn(beam.DoFn):
 
 def build_streaming(pipeline: beam.Pipeline, options):
     """Add the streaming graph (Kafka or Pub/Sub in); `options` is an ArchiveOptions."""
-    if options.kafka_topic:
+    if options.kafka_topic and options.kafka_reader == "xlang":
+        if not options.expansion_service:
+            raise ValueError("--kafka_reader xlang needs --expansion_service host:port")
+        records = pipeline | "ReadKafka" >> ReadFromKafkaXlang(
+            options.kafka_bootstrap_servers, options.kafka_topic, options.kafka_group, options.kafka_start,
+            options.expansion_service)
+    elif options.kafka_topic:
         records = pipeline | "ReadKafka" >> ReadFromKafkaTopic(
             options.kafka_bootstrap_servers, options.kafka_topic, options.kafka_group, options.kafka_start)
     else:
@@ -161,6 +167,6 @@ def build_streaming(pipeline: beam.Pipeline, options):
         | "Decided" >> beam.Flatten()
         | "Publish" >> beam.ParDo(_PublishDecisionsFn(
             options.outcomes, options.deliveries, options.failures, options.kafka_bootstrap_servers)))
-    if options.kafka_topic:
+    if options.kafka_topic and options.kafka_reader == "python":
         done | "CommitOffsets" >> CommitKafkaOffsets(options.kafka_bootstrap_servers, options.kafka_group)
     return gated
