@@ -254,3 +254,18 @@ def test_backfill_exits_3_when_a_message_failed_to_archive(tmp_path):
     failed = [o for o in read_outcomes(tmp_path / "outcomes") if o["status"] == "FAILED"]
     assert [o["message_id"] for o in failed] == ["m-sms-1"]
     assert failed[0]["error"].startswith("failed to archive: PermissionError")
+
+
+def test_every_flag_of_the_job_has_help_text(capsys):
+    import argparse
+
+    from pipeline.options import ArchiveOptions
+
+    parser = argparse.ArgumentParser()
+    ArchiveOptions._add_argparse_args(parser)
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) > 25
+    assert [a.option_strings[0] for a in flags if not (a.help or "").strip()] == []
+    assert run.main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert all(a.option_strings[0] in shown for a in flags) and "--runner" in shown
