@@ -270,3 +270,18 @@ class RunningServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+
+
+def maven_copy_dependencies(name: str, home: Path, pom: str) -> tuple[list[str], Path]:
+    """Write `pom` into `home` and copy its runtime dependencies into a fresh
+    `home/libs.partial`; return the mvn command (for more goals) and that folder."""
+    staging = home / "libs.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    (home / "pom.xml").write_text(pom)
+    mvn = ["mvn", "-B", "-q", "-f", str(home / "pom.xml")]
+    run_logged(name, [*mvn, f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies", "-DincludeScope=runtime",
+                      f"-DoutputDirectory={staging}"])
+    return mvn, staging

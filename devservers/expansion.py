@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devservers._process import (
-    CACHE_ROOT, HOST, DevServerError, RunningServer, ServerProcess, install_lock, launch, run_logged,
-    tcp_probe)
+    CACHE_ROOT, HOST, DevServerError, RunningServer, ServerProcess, install_lock, launch,
+    maven_copy_dependencies, tcp_probe)
 
 BEAM_JAVA_VERSION = "2.73.0"
-_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>local.devservers</groupId>
@@ -70,12 +69,7 @@ def install(version: str = BEAM_JAVA_VERSION) -> Path:
         if (home / ".installed").exists():
             return libs
         home.mkdir(parents=True, exist_ok=True)
-        staging = home / "libs.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        (home / "pom.xml").write_text(_POM.format(version=version))
-        run_logged("beam-expansion-install",
-                   ["mvn", "-B", "-q", "-f", str(home / "pom.xml"), f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-                    "-DincludeScope=runtime", f"-DoutputDirectory={staging}"])
+        _, staging = maven_copy_dependencies("beam-expansion-install", home, _POM.format(version=version))
         shutil.rmtree(libs, ignore_errors=True)
         staging.rename(libs)
         (home / ".installed").write_text(version + "\n")

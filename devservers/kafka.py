@@ -27,12 +27,11 @@ import zipfile
 from pathlib import Path
 
 from devservers._process import (
-    CACHE_ROOT, HOST, DevServerError, RunningServer, ServerProcess, free_port, install_lock,
-    run_logged, tcp_probe, wait_ready)
+    CACHE_ROOT, HOST, MAVEN_DEPENDENCY_PLUGIN, DevServerError, RunningServer, ServerProcess, free_port,
+    install_lock, maven_copy_dependencies, run_logged, tcp_probe, wait_ready)
 
 KAFKA_VERSION = "4.4.0"
 # Maven 3.8's default binding of the dependency plugin is the 2013 release 2.8.
-_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 # Kafka 4.x logs through slf4j 1.7 and log4j2 but leaves the bridge to the distribution.
 _SLF4J_BINDING = "org.apache.logging.log4j:log4j-slf4j-impl"
 _JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-Djava.awt.headless=true"]
@@ -84,15 +83,11 @@ def install(version: str = KAFKA_VERSION) -> Path:
         if (home / ".installed").exists():
             return home
         home.mkdir(parents=True, exist_ok=True)
-        libs, staging = home / "libs", home / "libs.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        (home / "pom.xml").write_text(_POM.format(version=version))
-        mvn = ["mvn", "-B", "-q", "-f", str(home / "pom.xml")]
-        run_logged("kafka-install", [*mvn, f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-                                     "-DincludeScope=runtime", f"-DoutputDirectory={staging}"])
+        libs = home / "libs"
+        mvn, staging = maven_copy_dependencies("kafka-install", home, _POM.format(version=version))
         # The binding must match the log4j-core that Kafka itself depends on.
         log4j = _jar_version(staging, "log4j-core")
-        run_logged("kafka-install", [*mvn, f"{_DEPENDENCY_PLUGIN}:copy",
+        run_logged("kafka-install", [*mvn, f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
                                      f"-Dartifact={_SLF4J_BINDING}:{log4j}", f"-DoutputDirectory={staging}"])
         core = staging / f"kafka_2.13-{version}.jar"
         if not core.exists():

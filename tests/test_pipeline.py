@@ -14,7 +14,7 @@ import pytest
 from apache_beam import Map
 from apache_beam.testing.util import assert_that, equal_to
 
-from archive.archiver import Archiver, ArchiverConfig
+from archive.archiver import Archiver
 from archive.outcome import ARCHIVED, INVALID
 from archive.store import StoreSpec
 from pipeline import run
