@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 ARCHIVED = "ARCHIVED"
@@ -47,10 +47,14 @@ class Outcome:
     at: str | None = None             # ISO-8601 UTC time of the outcome
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # Shallow on purpose: every field is a plain value (dataclasses.asdict deep-copies).
+        return {name: value for name in _OUTCOME_FIELDS if (value := getattr(self, name)) is not None}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+_OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 
 from archive import backends
@@ -94,7 +93,7 @@ class ObjectStore:
         self.breaker = CircuitBreaker(spec.breaker_cooldown)
         self._local = isinstance(self.fs, LocalFileSystem)
         self._async = bool(getattr(self.fs, "async_impl", False))
-        self._loop = self.fs.loop if self._async else fsspec.asyn.get_loop()
+        self._loop = self.fs.loop if self._async else None
         self._pool = None if self._async else concurrent.futures.ThreadPoolExecutor(
             max_workers=min(spec.max_in_flight, 16), thread_name_prefix="archive-store")
         self._slots = threading.BoundedSemaphore(spec.max_in_flight)
@@ -109,7 +108,10 @@ class ObjectStore:
                ) -> concurrent.futures.Future:
         """Start writing `data` at `key`; the future resolves to a WriteResult."""
         self._slots.acquire()
-        future = asyncio.run_coroutine_threadsafe(self._write(key, data, metadata), self._loop)
+        if self._async:
+            future = asyncio.run_coroutine_threadsafe(self._write(key, data, metadata), self._loop)
+        else:  # straight to a thread: no event-loop wake-up per object
+            future = self._pool.submit(self._write_sync, key, data)
         future.add_done_callback(lambda _: self._slots.release())
         return future
 
@@ -122,31 +124,38 @@ class ObjectStore:
 
     async def _write(self, key: str, data: bytes, metadata: ObjectMetadata) -> WriteResult:
         path = f"{self.root}/{key}"
-        url = self.fs.unstrip_protocol(path)
-        started = time.monotonic()
-        attempts = 0
-        try:
-            probe = self.breaker.admit()
-        except CircuitOpen as exc:
-            return WriteResult(url, 0, _ms_since(started), exc, ErrorClass.AUTH)
+        attempt = _Attempt(self, self.fs.unstrip_protocol(path))
+        refused = attempt.begin()
+        if refused is not None:
+            return refused
         while True:
-            attempts += 1
             try:
-                if self._async:
-                    await self.backend.put(self.fs, path, data, metadata)
-                else:
-                    await self._loop.run_in_executor(self._pool, self._put_sync, path, data)
-                self.breaker.record(None, probe=probe)
-                return WriteResult(url, attempts, _ms_since(started))
+                await self.backend.put(self.fs, path, data, metadata)
+                return attempt.succeeded()
             except asyncio.CancelledError:
-                self.breaker.record(ErrorClass.UNKNOWN, probe=probe)  # no verdict; free the probe slot
+                attempt.abandoned()
                 raise
             except Exception as exc:  # every store error becomes a classified result
-                error_class = classify(exc)
-                if not self.spec.retry.should_retry(error_class, attempts - 1):
-                    self.breaker.record(error_class, describe(exc, 200), probe=probe)
-                    return WriteResult(url, attempts, _ms_since(started), exc, error_class)
-                await asyncio.sleep(self.spec.retry.backoff(attempts, self._rng))
+                result, delay = attempt.failed(exc)
+                if result is not None:
+                    return result
+                await asyncio.sleep(delay)
+
+    def _write_sync(self, key: str, data: bytes) -> WriteResult:
+        path = f"{self.root}/{key}"
+        attempt = _Attempt(self, self.fs.unstrip_protocol(path))
+        refused = attempt.begin()
+        if refused is not None:
+            return refused
+        while True:
+            try:
+                self._put_sync(path, data)
+                return attempt.succeeded()
+            except Exception as exc:  # every store error becomes a classified result
+                result, delay = attempt.failed(exc)
+                if result is not None:
+                    return result
+                time.sleep(delay)
 
     def _put_sync(self, path: str, data: bytes) -> None:
         if not self._local:
@@ -170,6 +179,43 @@ class ObjectStore:
             except OSError:
                 pass
             raise
+
+
+class _Attempt:
+    """One write's bookkeeping, the same for async and thread writes: the breaker's
+    admission, the attempts, and after each failure the retry policy's verdict."""
+
+    def __init__(self, store: ObjectStore, url: str):
+        self._store, self._url = store, url
+        self._started = time.monotonic()
+        self._attempts = 0
+        self._probe = False
+
+    def begin(self) -> WriteResult | None:
+        """None when the write may go ahead; a failed result when the breaker is open."""
+        try:
+            self._probe = self._store.breaker.admit()
+        except CircuitOpen as exc:
+            return WriteResult(self._url, 0, _ms_since(self._started), exc, ErrorClass.AUTH)
+        self._attempts = 1
+        return None
+
+    def succeeded(self) -> WriteResult:
+        self._store.breaker.record(None, probe=self._probe)
+        return WriteResult(self._url, self._attempts, _ms_since(self._started))
+
+    def failed(self, exc: Exception) -> tuple[WriteResult | None, float]:
+        """(the final result, 0) when the retries are spent, else (None, seconds to wait)."""
+        error_class = classify(exc)
+        if not self._store.spec.retry.should_retry(error_class, self._attempts - 1):
+            self._store.breaker.record(error_class, describe(exc, 200), probe=self._probe)
+            return WriteResult(self._url, self._attempts, _ms_since(self._started), exc, error_class), 0.0
+        delay = self._store.spec.retry.backoff(self._attempts, self._store._rng)
+        self._attempts += 1
+        return None, delay
+
+    def abandoned(self) -> None:
+        self._store.breaker.record(ErrorClass.UNKNOWN, probe=self._probe)  # no verdict; free the probe slot
 
 
 def _ms_since(started: float) -> float:
