@@ -164,6 +164,9 @@ class _ReadPartitionFn(beam.DoFn):
                 continue
             offset = record.offset()
             if not tracker.try_claim(offset):
+                # The runner checkpointed us mid-batch: the consumer has fetched past
+                # what we claimed, so the next call must seek back, not read on.
+                entry[1] = None
                 return
             millis = record.timestamp()[1]
             stamp = Timestamp(micros=millis * 1000) if millis and millis > 0 else Timestamp.now()
