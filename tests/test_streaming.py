@@ -146,7 +146,7 @@ def test_strict_streaming_archives_every_message_and_delivers_only_the_archived(
             # all decided: both outputs complete, and the offsets committed past everything
             assert reader.until(
                 lambda seen: len(seen["deliveries"]) + len(seen["failures"]) >= len(values), 60)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 committed, ends = committed_offsets(broker, f"{topic}-group", topic)
                 if committed == ends:
