@@ -36,6 +36,8 @@ setup(
             "google-cloud-pubsub>=2.20",
             "confluent-kafka>=2.3",
             "aiohttp>=3.9",
+            # the benchmark's plots (its smoke run is part of the tests)
+            "matplotlib>=3.8",
         ],
     },
 )

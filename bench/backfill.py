@@ -13,7 +13,8 @@ of HTML each) it runs, on the same input files:
 - naive: a Beam pipeline whose Map does one blocking fsspec write per element.
 
 It reports messages per second and the peak resident memory of each run's
-whole process tree, as JSON, and is not a test: nothing here asserts a time.
+whole process tree, as JSON and a PNG bar chart, and is not a test: nothing
+here asserts a time.
 """
 
 from __future__ import annotations
@@ -142,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     path = os.path.join(args.out, "backfill.json")
     with open(path, "w") as handle:
         json.dump(report, handle, indent=2)
+    from bench.plots import throughput_bars
+
+    machine_line = f"{report['machine']['cpus']} cores, {report['machine']['memory_gb']} GB"
+    throughput_bars(report, os.path.join(args.out, "backfill.png"),
+                    f"Scenario a: backfill to local disk ({machine_line})")
     print(path)
     return 0
 

@@ -16,3 +16,4 @@ def test_backfill_benchmark_smoke(tmp_path):
             assert result[variant]["messages"] == 150
             assert result[variant]["messages_per_second"] > 0 and result[variant]["peak_rss_mb"] > 0
         assert set(result["ratios"]) == {"pipeline_vs_floor", "pipeline_vs_naive"}
+    assert (tmp_path / "backfill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
