@@ -33,15 +33,16 @@ FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 EXIT_FAILED_MESSAGES = 3
 
 
-def build(pipeline: beam.Pipeline, options: ArchiveOptions):
-    """Add the backfill graph to `pipeline`; returns the ArchiveResult."""
+def build(pipeline: beam.Pipeline, options: ArchiveOptions, tenants=None):
+    """Add the backfill graph to `pipeline`; returns the ArchiveResult. `tenants`: the
+    tenant file already loaded (it is loaded from --tenants when not given)."""
     storage_options = options.parsed_storage_options()
     patterns = [p.strip() for p in options.input.split(",") if p.strip()]
     result = (
         pipeline
         | "ReadMessages" >> ReadOutboundMessages(patterns, storage_options)
         | "Archive" >> ArchiveMessages(options.store_spec(), options.archiver_config(),
-                                       options.tenant_directory())
+                                       tenants if tenants is not None else options.tenant_directory())
     )
     result.outcomes | "WriteOutcomes" >> WriteJsonLines(options.outcomes, "outcomes", storage_options)
     result.dead_letters | "WriteDeadLetters" >> WriteJsonLines(
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # configuration errors are usage errors, reported before anything runs
         archive.store_spec()
         archive.archiver_config()
-        archive.tenant_directory()
+        tenants = archive.tenant_directory()  # loaded once: validated here, used below
         archive.dead_letters_url()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
-    build(pipeline, archive)
+    build(pipeline, archive, tenants)
     result = pipeline.run()
     result.wait_until_finish()
     counters = archive_counters(result)
@@ -150,12 +151,12 @@ def stream(argv: list[str], kafka: bool = True) -> int:
         options = PipelineOptions(argv + streaming_options(argv, kafka))
         archive = options.view_as(ArchiveOptions)
         archive.store_spec()
-        archive.tenant_directory()
+        tenants = archive.tenant_directory()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     pipeline = beam.Pipeline(options=options)
-    build_streaming(pipeline, archive)
+    build_streaming(pipeline, archive, tenants)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     result = pipeline.run()
     _LOG.info("streaming from %s; Ctrl-C stops", archive.kafka_topic or archive.pubsub_subscription)

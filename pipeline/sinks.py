@@ -1,14 +1,20 @@
 """File sinks: JSON Lines into a folder URL through fsspec.
 
-Like Beam's file sinks, each bundle writes a temporary file and a final step
-moves the complete set into place as <name>-NNNNN-of-NNNNN.jsonl, so a
-retried bundle never leaves a duplicate or a half-written file behind. Shards
-of an earlier run under the same name are replaced.
+Batch (WriteJsonLines): like Beam's file sinks, each bundle writes a temporary
+file and a final step moves the complete set into place as
+<name>-NNNNN-of-NNNNN.jsonl, so a retried bundle never leaves a duplicate or a
+half-written file behind. Shards of an earlier run under the same name are
+replaced.
+
+Streaming (FolderSink): a stream has no end to finalize at, so each flush
+writes one new, whole file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import uuid
 
 import apache_beam as beam
@@ -96,3 +102,28 @@ class _FinalizeFn(beam.DoFn):
             fs.rm(temp, recursive=True)
         _LOG.info("wrote %d %s file(s) under %s", total, self._name, self._folder)
         yield finals
+
+
+class FolderSink:
+    """Streaming JSON Lines into a folder: each flush writes one new file (aside, then
+    renamed), so a file is whole or absent."""
+
+    def __init__(self, folder: str, name: str):
+        self.folder, self.name = folder, name
+        self._lines: list[str] = []
+        self._fs = None
+
+    def add_record(self, record: dict) -> None:
+        self._lines.append(json.dumps(record, ensure_ascii=False))
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        if self._fs is None:
+            self._fs, self._path = fsspec.core.url_to_fs(self.folder)
+            self._fs.makedirs(self._path, exist_ok=True)
+        path = f"{self._path}/{self.name}-{uuid.uuid4().hex}.jsonl"
+        temporary = f"{self._path}/.{os.path.basename(path)}.tmp"
+        self._fs.pipe_file(temporary, ("\n".join(self._lines) + "\n").encode("utf-8"))
+        self._fs.mv(temporary, path)
+        self._lines = []

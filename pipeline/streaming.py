@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import uuid
 
 import apache_beam as beam
-import fsspec
 from apache_beam.utils.windowed_value import WindowedValue
 
 from archive.gate import DELIVER
 from pipeline.kafka import CommitKafkaOffsets, KafkaTopicSink, ReadFromKafkaTopic, ReadFromKafkaXlang
 from pipeline.pubsub import PubSubTopicSink, ReadFromPubSubSubscription
+from pipeline.sinks import FolderSink
 from transforms.archive import ArchiveMessages
 from transforms.gate import FAILED_TO_ARCHIVE, GateDelivery, Released
 
@@ -55,31 +53,6 @@ def _delivery_message(released: Released) -> tuple[bytes, bytes, list]:
     if released.outcome is not None and released.outcome.url:
         headers.append(("archive_url", released.outcome.url.encode()))
     return (message.message_id or message.key).encode(), message.data, headers
-
-
-class FolderSink:
-    """Streaming JSON Lines into a folder: each flush writes one new file (aside, then
-    renamed), so a file is whole or absent."""
-
-    def __init__(self, folder: str, name: str):
-        self.folder, self.name = folder, name
-        self._lines: list[str] = []
-        self._fs = None
-
-    def add_record(self, record: dict) -> None:
-        self._lines.append(json.dumps(record, ensure_ascii=False))
-
-    def flush(self) -> None:
-        if not self._lines:
-            return
-        if self._fs is None:
-            self._fs, self._path = fsspec.core.url_to_fs(self.folder)
-            self._fs.makedirs(self._path, exist_ok=True)
-        path = f"{self._path}/{self.name}-{uuid.uuid4().hex}.jsonl"
-        temporary = f"{self._path}/.{os.path.basename(path)}.tmp"
-        self._fs.pipe_file(temporary, ("\n".join(self._lines) + "\n").encode("utf-8"))
-        self._fs.mv(temporary, path)
-        self._lines = []
 
 
 def _sink(url: str, name: str, bootstrap_servers: str):
@@ -145,8 +118,9 @@ class _PublishDecisionsFn(beam.DoFn):
         yield from self._positions
 
 
-def build_streaming(pipeline: beam.Pipeline, options):
-    """Add the streaming graph (Kafka or Pub/Sub in); `options` is an ArchiveOptions."""
+def build_streaming(pipeline: beam.Pipeline, options, tenants=None):
+    """Add the streaming graph (Kafka or Pub/Sub in); `options` is an ArchiveOptions,
+    `tenants` the tenant file already loaded (else loaded from --tenants)."""
     if options.kafka_topic and options.kafka_reader == "xlang":
         if not options.expansion_service:
             raise ValueError("--kafka_reader xlang needs --expansion_service host:port")
@@ -159,7 +133,8 @@ def build_streaming(pipeline: beam.Pipeline, options):
     else:
         records = pipeline | "ReadPubSub" >> ReadFromPubSubSubscription(options.pubsub_subscription)
     archived = records | "Archive" >> ArchiveMessages(
-        options.store_spec(), options.archiver_config(), options.tenant_directory(), emit_messages=True)
+        options.store_spec(), options.archiver_config(),
+        tenants if tenants is not None else options.tenant_directory(), emit_messages=True)
     gated = (archived.messages, archived.outcomes) | "Gate" >> GateDelivery(
         options.gate_policy, options.gate_timeout)
     done = (
