@@ -7,6 +7,7 @@ google-cloud-storage/gcsfs); nothing is mocked.
 - `devservers.s3.start()`: moto in server mode (from the virtualenv).
 - `devservers.azurite.start()`: Azurite's blob service (npm, installed once).
 - `devservers.gcs.start()`: fake-gcs-server (Go, built once).
+- `devservers.gofakes3.start()`: a fast in-memory S3 (Go, built once), the benchmarks' store.
 - `devservers.faultproxy.FaultProxy`: a reverse proxy in front of any of them that
   adds latency or answers chosen requests with errors (503 SlowDown, 429, ...).
 

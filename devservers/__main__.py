@@ -1,7 +1,8 @@
 """`python -m devservers install [NAME|all]` and `python -m devservers run NAME`.
 
-NAME is one of s3, azurite, gcs (object stores), kafka, pubsub (streaming
-sources and sinks), toxiproxy (added latency for the benchmarks), expansion
+NAME is one of s3, azurite, gcs (object stores), gofakes3 (a fast S3 for the
+benchmarks), kafka, pubsub (streaming sources and sinks), toxiproxy (added
+latency for the benchmarks), expansion
 (Beam's Java expansion service with KafkaIO) and, install only, prism (Beam's
 local portable runner).
 """
@@ -17,7 +18,7 @@ import time
 from devservers import DevServerError
 from devservers._process import CACHE_ROOT
 
-SERVERS = ("s3", "azurite", "gcs", "kafka", "pubsub", "toxiproxy", "expansion")
+SERVERS = ("s3", "azurite", "gcs", "gofakes3", "kafka", "pubsub", "toxiproxy", "expansion")
 TOOLS = ("prism",)  # installed, not run: Beam's local portable runner
 
 
@@ -25,7 +26,8 @@ def _module(name: str):
     import importlib
 
     return importlib.import_module({"s3": "devservers.s3", "azurite": "devservers.azurite",
-                                    "gcs": "devservers.gcs", "kafka": "devservers.kafka",
+                                    "gcs": "devservers.gcs", "gofakes3": "devservers.gofakes3",
+                                    "kafka": "devservers.kafka",
                                     "pubsub": "devservers.pubsub",
                                     "toxiproxy": "devservers.toxiproxy",
                                     "expansion": "devservers.expansion",

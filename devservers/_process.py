@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -270,6 +271,41 @@ class RunningServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def go_install(name: str, package: str, version: str, binary: Path) -> bool:
+    """``go install package@version`` into ``binary``, unless that version is there
+    (a ``<binary>.version`` file says which). Returns True when it built it.
+
+    Modules come through the Go module proxy; the toolchain is the machine's own
+    (GOTOOLCHAIN=local: never a download of another Go)."""
+    stamp = binary.with_name(binary.name + ".version")
+
+    def current() -> bool:
+        try:
+            return binary.exists() and stamp.read_text().strip() == version
+        except OSError:
+            return False
+
+    if current():
+        return False
+    go = shutil.which("go")
+    if go is None:
+        raise DevServerError(f"{name}: building it needs `go` on PATH")
+    with install_lock(name):
+        if current():
+            return False
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=binary.parent) as gobin:
+            env = {**os.environ, "GOBIN": gobin, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local",
+                   "GOFLAGS": (os.environ.get("GOFLAGS", "") + " -mod=mod -modcacherw").strip()}
+            run_logged(f"{name}-install", [go, "install", f"{package}@{version}"], env=env)
+            built = Path(gobin) / package.rstrip("/").rsplit("/", 1)[-1]
+            if not built.exists():
+                raise DevServerError(f"{name}: go install finished but {built.name} is missing")
+            os.replace(built, binary)
+        stamp.write_text(version + "\n")
+    return True
 
 
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"

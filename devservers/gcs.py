@@ -26,24 +26,19 @@ adds a short `retry_timeout` so that each lookup costs well under a second inste
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from devservers._process import (
-    CACHE_ROOT, HOST, DevServerError, RunningServer, ServerProcess, http_probe,
-    install_lock, launch, run_logged)
+    CACHE_ROOT, HOST, RunningServer, ServerProcess, go_install, http_probe, launch)
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 FAKE_GCS_VERSION = "v1.56.1"
 MODULE = "github.com/fsouza/fake-gcs-server"
-BIN_DIR = CACHE_ROOT / "bin"
-BINARY = BIN_DIR / "fake-gcs-server"
-_VERSION_FILE = BIN_DIR / "fake-gcs-server.version"
-GO_DIR = CACHE_ROOT / "go"
+BINARY = CACHE_ROOT / "bin" / "fake-gcs-server"
 PROJECT = "test"
 
 
@@ -83,39 +78,11 @@ def _gcsfs_asks_grpc() -> bool:
     return gcsfs is not None and gcsfs.GCSFileSystem.__name__ == "ExtendedGcsFileSystem"
 
 
-def installed_version() -> str | None:
-    try:
-        version = _VERSION_FILE.read_text().strip()
-    except OSError:
-        return None
-    return version if BINARY.exists() else None
-
-
 def install(version: str = FAKE_GCS_VERSION) -> str:
     """`go install` fake-gcs-server into the cache, unless that version is already there."""
-    with install_lock("fake-gcs-server"):
-        if installed_version() == version:
-            return f"fake-gcs-server {version} already in {BINARY}"
-        go = shutil.which("go")
-        if go is None:
-            raise DevServerError("fake-gcs-server: go is not on PATH")
-        BIN_DIR.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.update({
-            "GOBIN": str(BIN_DIR),
-            "GOPATH": str(GO_DIR),
-            "GOMODCACHE": str(GO_DIR / "pkg" / "mod"),
-            # Writable module cache, so `rm -rf .cache/devservers` works.
-            "GOFLAGS": (env.get("GOFLAGS", "") + " -modcacherw").strip(),
-            # Never fetch another Go toolchain: fail clearly instead.
-            "GOTOOLCHAIN": "local",
-        })
-        run_logged("go-install-fake-gcs-server", [go, "install", f"{MODULE}@{version}"],
-                   env=env)
-        if not BINARY.exists():
-            raise DevServerError(f"fake-gcs-server: go install finished but {BINARY} is missing")
-        _VERSION_FILE.write_text(version + "\n")
-        return f"fake-gcs-server {version} built into {BINARY}"
+    if not go_install("fake-gcs-server", MODULE, version, BINARY):
+        return f"fake-gcs-server {version} already in {BINARY}"
+    return f"fake-gcs-server {version} built into {BINARY}"
 
 
 def start(*, timeout: float = 30.0, log_level: str = "info") -> GCSServer:

@@ -13,16 +13,12 @@ its HTTP API with urllib:
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from devservers._process import (
-    CACHE_ROOT, HOST, DevServerError, RunningServer, ServerProcess, http_probe, install_lock, launch,
-    run_logged)
+    CACHE_ROOT, HOST, DevServerError, RunningServer, ServerProcess, go_install, http_probe, launch)
 
 TOXIPROXY_VERSION = "v2.12.0"
 _MODULE = "github.com/Shopify/toxiproxy/v2"
@@ -32,20 +28,8 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def install(version: str = TOXIPROXY_VERSION) -> Path:
     """``go install`` toxiproxy's server once; return the binary's path."""
-    binary = CACHE_ROOT / "bin" / f"toxiproxy-server-{version}"
-    if binary.exists():
-        return binary
-    if shutil.which("go") is None:
-        raise DevServerError("installing toxiproxy needs `go` on PATH")
-    with install_lock(f"toxiproxy-{version}"):
-        if binary.exists():
-            return binary
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=binary.parent) as gobin:
-            env = {**os.environ, "GOBIN": gobin, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
-            run_logged("toxiproxy-install", ["go", "install", f"{_MODULE}/cmd/server@{version}"], env=env)
-            # The package is cmd/server, so go install names the binary "server".
-            os.replace(Path(gobin) / "server", binary)
+    binary = CACHE_ROOT / "bin" / "toxiproxy-server"
+    go_install("toxiproxy", f"{_MODULE}/cmd/server", version, binary)
     return binary
 
 
