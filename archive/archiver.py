@@ -205,5 +205,16 @@ def _best_effort_fields(raw: Any) -> dict[str, str]:
     return found
 
 
+_second_text = (0, "")
+
+
 def _now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The time of an outcome, to the millisecond; the date part is formatted once a second."""
+    global _second_text
+    now = time.time()
+    second = int(now)
+    cached, text = _second_text  # one read: another thread may replace it meanwhile
+    if second != cached:
+        text = _dt.datetime.fromtimestamp(second, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_text = (second, text)
+    return f"{text}.{int((now - second) * 1000):03d}Z"

@@ -17,19 +17,23 @@ from typing import Any
 from archive.tenants import Destination
 
 
-def client_options(destination: Destination) -> dict[str, Any]:
+def client_options(destination: Destination, max_in_flight: int = 10) -> dict[str, Any]:
     """fsspec options for the destination: the user's, over defaults that leave
-    retrying to our RetryPolicy, so one policy (and one attempt count) governs.
+    retrying to our RetryPolicy, so one policy (and one attempt count) governs,
+    and that let `max_in_flight` requests be open at once.
 
     s3fs retries SlowDown itself and botocore retries throttling and 5xx; both
-    are turned off unless the tenant's storage options say otherwise. (gcsfs
-    retries 5xx and 429 inside every request and has no switch for it; Azure's
-    per-call retries are turned off in AzureBackend.put.)
+    are turned off unless the tenant's storage options say otherwise. botocore
+    keeps 10 connections per client unless told more, which would cap the
+    writes in flight at 10. (gcsfs retries 5xx and 429 inside every request and
+    has no switch for it; Azure's per-call retries are turned off in
+    AzureBackend.put. Both pool 100 connections.)
     """
     options = dict(destination.storage_options)
     if destination.protocol in ("s3", "s3a"):
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("retries", {"total_max_attempts": 1})
+        config.setdefault("max_pool_connections", max(10, max_in_flight))
         options["config_kwargs"] = config
     return options
 

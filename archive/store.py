@@ -1,25 +1,30 @@
 """The object store: puts archive objects under a destination URL through fsspec.
 
 Many writes are in flight at once: on an async backend (s3fs, gcsfs, adlfs)
-each write is a coroutine on fsspec's I/O loop; on a sync one (local disk,
-memory) it runs in a small thread pool. `submit` blocks once `max_in_flight`
-writes are pending, which is the back-pressure a DoFn needs. Each write
-follows the retry policy, passes the destination's circuit breaker, and ends
-in one `WriteResult`, never an exception. How a write carries metadata and
-compliance options to each cloud is in `archive.backends`.
+each write is a coroutine on fsspec's I/O loop, and `submit_many` starts a
+whole batch with one wake-up of that loop; on another sync filesystem
+(memory://, ...) each runs in a small thread pool. Local disk is written
+inline, in the caller's thread: a write to the page cache is CPU work in the
+kernel, which a thread cannot hide, and handing it to one costs more than the
+write (bench/README.md has the measurements). `submit` blocks once
+`max_in_flight` writes are pending, which is the back-pressure a DoFn needs.
+Each write follows the retry policy, passes the destination's circuit breaker,
+and ends in one `WriteResult`, never an exception. How a write carries
+metadata and compliance options to each cloud is in `archive.backends`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import random
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -29,6 +34,8 @@ from archive.breaker import CircuitBreaker, CircuitOpen
 from archive.errors import ErrorClass, classify, describe
 from archive.retry import RetryPolicy
 from archive.tenants import Destination, check_transport
+
+_KNOWN_FOLDERS = 65536  # a long backfill makes millions of folders: remember a bounded few
 
 
 @dataclass(frozen=True)
@@ -87,19 +94,24 @@ class ObjectStore:
         self.destination = spec.resolved()
         check_transport(self.destination, f"destination {self.destination.url}")
         self.fs, self.root = fsspec.core.url_to_fs(
-            self.destination.url, **backends.client_options(self.destination))
+            self.destination.url, **backends.client_options(self.destination, spec.max_in_flight))
         self.root = self.root.rstrip("/")
         self.backend = backends.for_filesystem(self.fs, self.destination)
         self.breaker = CircuitBreaker(spec.breaker_cooldown)
         self._local = isinstance(self.fs, LocalFileSystem)
         self._async = bool(getattr(self.fs, "async_impl", False))
         self._loop = self.fs.loop if self._async else None
-        self._pool = None if self._async else concurrent.futures.ThreadPoolExecutor(
+        self._pool = None if self._async or self._local else concurrent.futures.ThreadPoolExecutor(
             max_workers=min(spec.max_in_flight, 16), thread_name_prefix="archive-store")
         self._slots = threading.BoundedSemaphore(spec.max_in_flight)
-        self._dirs: set[str] = set()
-        self._dirs_lock = threading.Lock()
+        self._dirs: set[str] = set()  # local folders known to exist
         self._rng = random.Random()
+
+    @property
+    def writes_inline(self) -> bool:
+        """True when `write` runs in the caller's thread (local disk) and no
+        future is worth making."""
+        return self._local
 
     def url(self, key: str) -> str:
         return self.fs.unstrip_protocol(f"{self.root}/{key}")
@@ -107,15 +119,41 @@ class ObjectStore:
     def submit(self, key: str, data: bytes, metadata: ObjectMetadata = ObjectMetadata()
                ) -> concurrent.futures.Future:
         """Start writing `data` at `key`; the future resolves to a WriteResult."""
-        self._slots.acquire()
+        return self.submit_many([(key, data, metadata)])[0]
+
+    def submit_many(self, writes: Sequence[tuple[str, bytes, ObjectMetadata]]
+                    ) -> list[concurrent.futures.Future]:
+        """Start each (key, data, metadata) write; one future (of a WriteResult) each,
+        in order. On an async backend the batch costs one wake-up of the I/O loop."""
+        futures = []
+        for _ in writes:
+            self._slots.acquire()
+            future = concurrent.futures.Future()
+            future.add_done_callback(self._release_slot)
+            futures.append(future)
         if self._async:
-            future = asyncio.run_coroutine_threadsafe(self._write(key, data, metadata), self._loop)
-        else:  # straight to a thread: no event-loop wake-up per object
-            future = self._pool.submit(self._write_sync, key, data)
-        future.add_done_callback(lambda _: self._slots.release())
-        return future
+            self._loop.call_soon_threadsafe(self._start_tasks, writes, futures)
+        elif self._local:
+            for (key, data, _), future in zip(writes, futures):
+                future.set_result(self._write_sync(key, data))
+        else:
+            for (key, data, _), future in zip(writes, futures):
+                self._pool.submit(_resolve, future, self._write_sync, key, data)
+        return futures
+
+    def _release_slot(self, _future) -> None:
+        self._slots.release()
+
+    def _start_tasks(self, writes, futures) -> None:
+        """On the I/O loop: one task per write, each settling its caller's future."""
+        for (key, data, metadata), future in zip(writes, futures):
+            task = self._loop.create_task(self._write(key, data, metadata))
+            task.add_done_callback(functools.partial(_settle, future))
 
     def write(self, key: str, data: bytes, metadata: ObjectMetadata = ObjectMetadata()) -> WriteResult:
+        """Write and wait for the result."""
+        if self._local:
+            return self._write_sync(key, data)
         return self.submit(key, data, metadata).result()
 
     def close(self) -> None:
@@ -158,20 +196,34 @@ class ObjectStore:
                 time.sleep(delay)
 
     def _put_sync(self, path: str, data: bytes) -> None:
-        if not self._local:
+        if self._local:
+            self._put_local(path, data)
+        else:
             self.fs.pipe_file(path, data)
-            return
-        # Local disk: parents are created once per folder, and the object
-        # appears whole or not at all (write aside, then rename).
-        parent = os.path.dirname(path)
+
+    def _put_local(self, path: str, data: bytes) -> None:
+        """The object appears whole or not at all: written aside, then renamed.
+        A folder is made once (and remembered, within a bounded set)."""
+        parent, _, name = path.rpartition("/")
         if parent not in self._dirs:
-            os.makedirs(parent, exist_ok=True)
-            with self._dirs_lock:
-                self._dirs.add(parent)
-        temporary = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            _make_folder(parent)
+            if len(self._dirs) >= _KNOWN_FOLDERS:
+                self._dirs.clear()
+            self._dirs.add(parent)
+        temporary = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
+            handle = os.open(temporary, flags, 0o666)
+        except FileNotFoundError:  # the folder was removed since: make it again
+            _make_folder(parent)
+            handle = os.open(temporary, flags, 0o666)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(handle, view):]
+            finally:
+                os.close(handle)
             os.replace(temporary, path)
         except BaseException:
             try:
@@ -179,6 +231,15 @@ class ObjectStore:
             except OSError:
                 pass
             raise
+
+
+def _make_folder(path: str) -> None:
+    try:
+        os.mkdir(path)  # the usual case: only the last level is new
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
 
 
 class _Attempt:
@@ -216,6 +277,22 @@ class _Attempt:
 
     def abandoned(self) -> None:
         self._store.breaker.record(ErrorClass.UNKNOWN, probe=self._probe)  # no verdict; free the probe slot
+
+
+def _settle(future: concurrent.futures.Future, task: asyncio.Task) -> None:
+    if task.cancelled():
+        future.cancel()
+    elif task.exception() is not None:
+        future.set_exception(task.exception())
+    else:
+        future.set_result(task.result())
+
+
+def _resolve(future: concurrent.futures.Future, write, *args) -> None:
+    try:
+        future.set_result(write(*args))
+    except BaseException as exc:  # _write_sync returns results; this is a bug's last resort
+        future.set_exception(exc)
 
 
 def _ms_since(started: float) -> float:

@@ -56,20 +56,31 @@ class _WriteTempFileFn(beam.DoFn):
     def setup(self):
         self._fs, self._temp_path = fsspec.core.url_to_fs(self._temp, **self._storage_options)
 
+    _FLUSH_LINES = 1024  # lines gathered per write call
+
     def start_bundle(self):
         self._handle = None
         self._url = None
+        self._lines: list[str] = []
 
     def process(self, record):
+        self._lines.append(record if isinstance(record, str) else record.to_json())
+        if len(self._lines) >= self._FLUSH_LINES:
+            self._flush()
+
+    def _flush(self):
         if self._handle is None:
             self._fs.makedirs(self._temp_path, exist_ok=True)
             path = f"{self._temp_path}/{uuid.uuid4().hex}.jsonl"
             self._url = self._fs.unstrip_protocol(path)
             self._handle = self._fs.open(path, "wb")
-        line = record if isinstance(record, str) else record.to_json()
-        self._handle.write(line.encode("utf-8") + b"\n")
+        self._lines.append("")  # the last line's newline
+        self._handle.write("\n".join(self._lines).encode("utf-8"))
+        self._lines = []
 
     def finish_bundle(self):
+        if self._lines:
+            self._flush()
         if self._handle is not None:
             self._handle.close()
             yield WindowedValue(self._url, MIN_TIMESTAMP, [GlobalWindow()])

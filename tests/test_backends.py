@@ -15,7 +15,7 @@ import s3fs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from archive.backends import AzureBackend, Backend, GCSBackend, S3Backend, for_filesystem
+from archive.backends import AzureBackend, Backend, GCSBackend, S3Backend, client_options, for_filesystem
 from archive.store import ObjectMetadata
 from archive.tenants import AzureOptions, Destination, GCSOptions, S3Options
 from tests.faultfs import FaultyFileSystem
@@ -149,3 +149,21 @@ def test_for_filesystem(no_network, make, backend_class):
     backend = for_filesystem(make(), destination)
     assert type(backend) is backend_class
     assert backend.destination is destination
+
+
+@pytest.mark.parametrize("url, storage_options, max_in_flight, expected", [
+    ("s3://archive", {}, 64,
+     {"config_kwargs": {"retries": {"total_max_attempts": 1}, "max_pool_connections": 64}}),
+    # botocore's own pool of 10 is the floor; the user's settings win
+    ("s3://archive", {}, 4, {"config_kwargs": {"retries": {"total_max_attempts": 1}, "max_pool_connections": 10}}),
+    ("s3://archive", {"config_kwargs": {"max_pool_connections": 7, "retries": {"max_attempts": 5}}}, 64,
+     {"config_kwargs": {"retries": {"max_attempts": 5}, "max_pool_connections": 7}}),
+    ("s3://archive", {"key": "k", "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}}, 32,
+     {"key": "k", "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"},
+      "config_kwargs": {"retries": {"total_max_attempts": 1}, "max_pool_connections": 32}}),
+    ("gs://archive", {"token": "anon"}, 64, {"token": "anon"}),
+    ("abfs://archive", {"account_name": "a"}, 64, {"account_name": "a"}),
+    ("/tmp/archive", {}, 64, {}),
+], ids=["s3", "s3-small", "s3-user-wins", "s3-keeps-options", "gcs", "azure", "local"])
+def test_client_options_let_every_write_in_flight_have_a_connection(url, storage_options, max_in_flight, expected):
+    assert client_options(Destination(url, storage_options), max_in_flight) == expected

@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import uuid
 
 import botocore.exceptions
@@ -244,3 +245,13 @@ def test_failed_write_becomes_a_failed_outcome(faulty):
     assert outcome.status == FAILED
     assert (outcome.attempts, outcome.error_class) == (4, "auth")
     assert "s3cr3t" not in outcome.to_json() and "AccessDenied" in outcome.error
+
+
+def test_local_folder_removed_between_writes_is_made_again(open_store, tmp_path):
+    store = open_store(str(tmp_path / "archive"))
+    assert store.write("sent_messages/Sms/a.json.lz4", b"a").ok
+    shutil.rmtree(tmp_path / "archive" / "sent_messages")  # e.g. a retention job, or an operator
+    result = store.write("sent_messages/Sms/b.json.lz4", b"b")
+    assert result.ok and result.attempts == 1
+    assert (tmp_path / "archive" / "sent_messages" / "Sms" / "b.json.lz4").read_bytes() == b"b"
+    assert _files(tmp_path / "archive") == ["sent_messages/Sms/b.json.lz4"]  # nothing left aside
