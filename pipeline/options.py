@@ -142,9 +142,6 @@ class ArchiveOptions(PipelineOptions):
             help="strict (CleverTap): only archived messages are delivered; best_effort (Braze): a "
                  "message whose archive failed is delivered anyway and the failure recorded.")
         parser.add_argument(
-            "--gate_timeout", type=float, default=300.0,
-            help="Seconds (event time) the gate waits for a message's archive outcome. Default: 300.")
-        parser.add_argument(
             "--summary", default=True, type=_flag,
             help="Print a one-screen summary when the job ends (true/false). Default: true.")
 

@@ -1,9 +1,8 @@
 """The real-time path: Kafka or Pub/Sub in, archive, gate, and the three outputs.
 
-    Kafka ─> ArchiveMessages ─┬─ messages ─┐
-                              └─ outcomes ─┴─> GateDelivery ─┬─ delivered ──────> --deliveries
-                                                             └─ failed_to_archive > --failures
-                                                        each verdict's outcome ───────────────────────────> --outcomes
+    Kafka ─> ArchiveMessages ── each message with its outcome ─> GateDelivery ─┬─ delivered ──────> --deliveries
+                                                                               └─ failed_to_archive > --failures
+                                                     each verdict's outcome ─────────────────────> --outcomes
     positions of records whose verdict and outcome are both durable ─> CommitKafkaOffsets
 
 Each output is a Kafka topic (kafka://topic), a Pub/Sub topic
@@ -16,14 +15,16 @@ import base64
 import json
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from archive.gate import DELIVER
-from pipeline.kafka import CommitKafkaOffsets, KafkaTopicSink, ReadFromKafkaTopic, ReadFromKafkaXlang
+from pipeline.kafka import (
+    CommitKafkaOffsets, KafkaTopicSink, ReadFromKafkaTopic, ReadFromKafkaXlang, finished_spans)
 from pipeline.pubsub import PubSubTopicSink, ReadFromPubSubSubscription
 from pipeline.sinks import FolderSink
 from transforms.archive import ArchiveMessages
-from transforms.gate import FAILED_TO_ARCHIVE, GateDelivery, Released
+from transforms.gate import GateDelivery, Released
 
 
 def delivery_record(released: Released) -> dict:
@@ -63,25 +64,30 @@ def _sink(url: str, name: str, bootstrap_servers: str):
     return FolderSink(url, name)
 
 
-def _publish(sink, released: Released | None, record: dict, outcome=None) -> None:
-    """One record to whichever kind of sink: a Kafka message keyed by message id, a
-    Pub/Sub message with attributes, or a JSON line."""
+def _publish_verdict(sink, released: Released) -> None:
+    """A delivery (or failure) to whichever kind of sink: the message as received,
+    keyed by its id, on Kafka or Pub/Sub; a JSON line describing it in a folder."""
     if isinstance(sink, FolderSink):
-        sink.add_record(record)
-    elif outcome is not None:
-        key = (outcome.message_id or "").encode()
-        if isinstance(sink, KafkaTopicSink):
-            sink.add(key, outcome.to_json().encode())
-        else:
-            sink.add(outcome.to_json().encode(), {"message_id": outcome.message_id or ""})
+        sink.add_record(delivery_record(released))
+        return
+    key, data, headers = _delivery_message(released)
+    if isinstance(sink, KafkaTopicSink):
+        sink.add(key, data, headers)
     else:
-        key, data, headers = _delivery_message(released)
-        if isinstance(sink, KafkaTopicSink):
-            sink.add(key, data, headers)
-        else:
-            attributes = dict(released.message.attributes or {})
-            attributes.update({k: v.decode() for k, v in headers})
-            sink.add(data, attributes)
+        attributes = dict(released.message.attributes or {})
+        attributes.update({k: v.decode() for k, v in headers})
+        sink.add(data, attributes)
+
+
+def _publish_outcome(sink, outcome) -> None:
+    """An outcome as JSON: a Kafka message keyed by message id, a Pub/Sub message
+    with the id as attribute, or a JSON line."""
+    if isinstance(sink, FolderSink):
+        sink.add_record(outcome.to_dict())
+    elif isinstance(sink, KafkaTopicSink):
+        sink.add((outcome.message_id or "").encode(), outcome.to_json().encode())
+    else:
+        sink.add(outcome.to_json().encode(), {"message_id": outcome.message_id or ""})
 
 
 class _PublishDecisionsFn(beam.DoFn):
@@ -103,19 +109,21 @@ class _PublishDecisionsFn(beam.DoFn):
 
     def start_bundle(self):
         self._positions = []
+        self._earliest = None
 
-    def process(self, released: Released, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
-        target = self._deliveries if released.decision.verdict == DELIVER else self._failures
-        _publish(target, released, delivery_record(released))
+    def process(self, released: Released, timestamp=beam.DoFn.TimestampParam):
+        _publish_verdict(self._deliveries if released.decision.verdict == DELIVER else self._failures, released)
         if released.outcome is not None:
-            _publish(self._outcomes, None, released.outcome.to_dict(), released.outcome)
+            _publish_outcome(self._outcomes, released.outcome)
         if released.message.position is not None:
-            self._positions.append(WindowedValue(released.message.position, timestamp, (window,)))
+            self._positions.append(released.message.position)
+            self._earliest = timestamp if self._earliest is None else min(self._earliest, timestamp)
 
     def finish_bundle(self):
         for sink in (self._outcomes, self._deliveries, self._failures):
             sink.flush()
-        yield from self._positions
+        for finished in finished_spans(self._positions):  # one element per partition
+            yield WindowedValue(finished, self._earliest, (GlobalWindow(),))
 
 
 def build_streaming(pipeline: beam.Pipeline, options, tenants=None):
@@ -135,11 +143,10 @@ def build_streaming(pipeline: beam.Pipeline, options, tenants=None):
     archived = records | "Archive" >> ArchiveMessages(
         options.store_spec(), options.archiver_config(),
         tenants if tenants is not None else options.tenant_directory(), emit_messages=True)
-    gated = (archived.messages, archived.outcomes) | "Gate" >> GateDelivery(
-        options.gate_policy, options.gate_timeout)
+    # Each message reaches the gate with its own outcome: nothing to wait for.
+    gated = archived.messages | "Gate" >> GateDelivery(options.gate_policy)
     done = (
-        (gated["delivered"], gated[FAILED_TO_ARCHIVE])
-        | "Decided" >> beam.Flatten()
+        gated["decided"]
         | "Publish" >> beam.ParDo(_PublishDecisionsFn(
             options.outcomes, options.deliveries, options.failures, options.kafka_bootstrap_servers)))
     if options.kafka_topic and options.kafka_reader == "python":

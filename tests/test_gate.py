@@ -65,21 +65,40 @@ def test_the_join_releases_each_message_once_on_its_outcome_or_its_timeout(test_
                     label="held")
 
 
+@pytest.mark.parametrize("joined", [pytest.param(True, id="with-its-outcome"), pytest.param(False, id="join")])
 @pytest.mark.parametrize("policy, delivered, held", [
     (STRICT, {"m-email-1", "m-sms-1"}, {"m-push-1"}),
     (BEST_EFFORT, {"m-email-1", "m-sms-1", "m-push-1"}, set()),
 ])
-def test_a_message_whose_archive_failed_is_never_delivered_under_strict(test_pipeline, policy, delivered, held):
+def test_a_message_whose_archive_failed_is_never_delivered_under_strict(test_pipeline, policy, delivered, held,
+                                                                        joined):
+    """Both inputs of the gate: each message with its own outcome (what the
+    streaming job feeds it) and, taken apart, messages and outcomes to join."""
     lines = jsonl(clevertap_records()[:3])
     fs = fsspec.filesystem("faulty")
-    root = f"faulty://gate-{policy}"
+    root = f"faulty://gate-{policy}-{joined}"
     # not_found, not auth: an auth failure would also open the breaker for the others
     fs.fail(f"{root}/{Archiver().prepare(lines[1]).key}", [OSError(errno.ENOENT, "NoSuchKey")] * 9)
     spec = StoreSpec(root, retry=RetryPolicy(base_delay=0.001, max_delay=0.002))
     with test_pipeline() as p:
         archived = p | beam.Create(lines + BAD_LINES[:1]) | ArchiveMessages(spec, emit_messages=True)
-        gated = (archived.messages, archived.outcomes) | GateDelivery(policy)
+        if joined:
+            gated = archived.messages | GateDelivery(policy)
+        else:
+            gated = (archived.messages | beam.Map(lambda a: a.message), archived.outcomes) | GateDelivery(policy)
         assert_that(gated["delivered"] | "D" >> beam.Map(lambda r: r.message.message_id),
                     equal_to(sorted(delivered)), label="delivered")
         assert_that(gated[FAILED_TO_ARCHIVE] | "H" >> beam.Map(lambda r: r.message.message_id),
                     equal_to(sorted(held) + [None]), label="held")  # the INVALID line: always held
+        assert_that(gated["delivered"] | "Same" >> beam.Map(lambda r: r.outcome.message_id == r.message.message_id),
+                    equal_to([True] * len(delivered)), label="each with its own outcome")
+
+
+def test_each_message_leaves_the_archive_with_its_own_outcome(test_pipeline, tmp_path):
+    lines = jsonl(clevertap_records())
+    with test_pipeline() as p:
+        archived = (p | beam.Create(lines + BAD_LINES)
+                    | ArchiveMessages(StoreSpec(str(tmp_path / "archive")), emit_messages=True))
+        assert_that(archived.messages | beam.Map(lambda a: (a.message.key == outcome_key(a.outcome),
+                                                            a.message.message_id == a.outcome.message_id)),
+                    equal_to([(True, True)] * (len(lines) + len(BAD_LINES))))

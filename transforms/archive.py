@@ -1,7 +1,11 @@
 """ArchiveMessages: outbound messages in, one archive outcome per message out.
 
-    messages ──_PrepareFn──> ArchiveRequest ──_WriteArchiveFn──> ARCHIVED | FAILED ─┐
-                 └──────────> INVALID outcome + dead letter ─────────────────────────┴─> outcomes
+    messages ──_ArchiveFn──┬─ prepare ──> write (batched, up to max_in_flight) ──> ARCHIVED | FAILED ─┐
+                           └─ INVALID + dead letter, SKIPPED, FAILED (unknown tenant) ───────────────┴─> outcomes
+
+One DoFn prepares and writes, so every outcome leaves one ParDo: a Flatten
+of two outputs would cut the fused stage in two on the FnApiRunner and
+materialize every outcome between them (bench/README.md has the numbers).
 
 The transform does not care where messages come from (files, Kafka, Pub/Sub):
 an element is the raw record (bytes, str, or a mapping) or a `SourcedRecord`
@@ -21,17 +25,16 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig, raw_bytes
 from archive.envelope import InvalidMessage
-from archive.outcome import ARCHIVED, FAILED, INVALID, Outcome
+from archive.outcome import ARCHIVED, FAILED, Outcome
 from archive.store import ObjectStore, StoreSpec
 from archive.tenants import TenantDirectory
-from transforms.gate import Deliverable, invalid_key, message_key
+from transforms.gate import ArchivedMessage, Deliverable, invalid_key, message_key
 
 _LOG = logging.getLogger(__name__)
 
 METRICS_NAMESPACE = "archive"
 OUTCOMES = "outcomes"
 DEAD_LETTERS = "dead_letters"
-REQUESTS = "requests"
 MESSAGES = "messages"
 
 
@@ -49,7 +52,7 @@ class ArchiveResult(NamedTuple):
 
     outcomes: beam.PCollection       # Outcome, exactly one per input record
     dead_letters: beam.PCollection   # DeadLetter, the original bytes of every INVALID record
-    messages: beam.PCollection | None = None  # Deliverable per input, for GateDelivery
+    messages: beam.PCollection | None = None  # ArchivedMessage per input (with its outcome), for GateDelivery
 
 
 def outcome_counter(channel: str | None, status: str):
@@ -67,8 +70,9 @@ class ArchiveMessages(beam.PTransform):
       tenants: per tenant, the destination, profile, compression and enabled
         channels. A message of an unknown tenant is FAILED, never written
         elsewhere; one on a channel its tenant did not enable is SKIPPED.
-      emit_messages: also output every message as a Deliverable keyed like
-        its outcome, for GateDelivery (the streaming path).
+      emit_messages: also output every message with its own outcome (an
+        ArchivedMessage), the moment the outcome is known, for GateDelivery
+        (the streaming path).
     """
 
     def __init__(self, store: StoreSpec, config: ArchiverConfig = ArchiverConfig(),
@@ -86,62 +90,11 @@ class ArchiveMessages(beam.PTransform):
         Archiver(config, tenants)  # fail at construction, not on a worker, for a bad profile/codec
 
     def expand(self, messages):
-        prepared = messages | "Prepare" >> beam.ParDo(
-            _PrepareFn(self._config, self._tenants, self._emit_messages)).with_outputs(
-            OUTCOMES, DEAD_LETTERS, MESSAGES, main=REQUESTS)
-        written = prepared[REQUESTS] | "Write" >> beam.ParDo(
-            _WriteArchiveFn(self._store, self._config, self._tenants))
-        outcomes = (written, prepared[OUTCOMES]) | "Outcomes" >> beam.Flatten()
-        return ArchiveResult(outcomes=outcomes, dead_letters=prepared[DEAD_LETTERS],
-                             messages=prepared[MESSAGES] if self._emit_messages else None)
-
-
-class _PrepareFn(beam.DoFn):
-    """Decode, key and encode one message; bad input leaves as INVALID."""
-
-    def __init__(self, config: ArchiverConfig, tenants: TenantDirectory, emit_messages: bool = False):
-        self._config = config
-        self._tenants = tenants
-        self._emit_messages = emit_messages
-
-    def setup(self):
-        self._archiver = Archiver(self._config, self._tenants)
-
-    def process(self, element):
-        raw, source, position, attributes = (
-            (element.data, element.source, element.position, element.attributes)
-            if isinstance(element, SourcedRecord) else (element, None, None, None))
-        try:
-            prepared = self._archiver.prepare(raw, source)
-        except InvalidMessage as error:
-            outcome, dead_letter = self._archiver.rejected(raw, error, source)
-            outcome_counter(outcome.channel, INVALID).inc()
-            yield beam.pvalue.TaggedOutput(OUTCOMES, outcome)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
-            if self._emit_messages:
-                yield self._deliverable(invalid_key(outcome.input_sha256), outcome, dead_letter.data,
-                                        source, position, attributes)
-            return
-        if isinstance(prepared, Outcome):  # SKIPPED, or FAILED for an unknown tenant
-            outcome_counter(prepared.channel, prepared.status).inc()
-            yield beam.pvalue.TaggedOutput(OUTCOMES, prepared)
-            if prepared.status == FAILED:  # not archived anywhere: keep the original
-                yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTERS, self._archiver.dead_letter(raw, prepared.error, None, source))
-            if self._emit_messages:
-                yield self._deliverable(message_key(prepared.tenant, prepared.message_id), prepared,
-                                        raw_bytes(raw), source, position, attributes)
-            return
-        yield prepared
-        if self._emit_messages:
-            yield self._deliverable(message_key(prepared.tenant, prepared.message_id), prepared,
-                                    raw_bytes(raw), source, position, attributes)
-
-    @staticmethod
-    def _deliverable(key, described, data, source, position, attributes):
-        return beam.pvalue.TaggedOutput(MESSAGES, Deliverable(
-            key, described.message_id, described.tenant, described.channel, data, source, position,
-            dict(attributes) if attributes else None))
+        archived = messages | "Archive" >> beam.ParDo(
+            _ArchiveFn(self._store, self._config, self._tenants, self._emit_messages)).with_outputs(
+            DEAD_LETTERS, MESSAGES, main=OUTCOMES)
+        return ArchiveResult(outcomes=archived[OUTCOMES], dead_letters=archived[DEAD_LETTERS],
+                             messages=archived[MESSAGES] if self._emit_messages else None)
 
 
 class _Pending(NamedTuple):
@@ -149,60 +102,115 @@ class _Pending(NamedTuple):
     future: Any
     timestamp: Any
     windows: Any
+    message: Deliverable | None  # with emit_messages: leaves with the outcome
 
 
-class _WriteArchiveFn(beam.DoFn):
-    """Keeps up to `max_in_flight` writes going; emits each outcome when its write ends.
+class _ArchiveFn(beam.DoFn):
+    """Decode, key and encode each message, then write its object.
 
-    Outcomes leave in completion order from `process` and whatever is still in
-    flight is awaited in `finish_bundle`, so a bundle only commits once every
-    one of its messages has an outcome.
+    Bad input leaves at once as INVALID (with its dead letter). Prepared
+    objects are handed to the store in batches (one wake-up of its I/O loop
+    each), with up to `max_in_flight` writes pending; each outcome leaves as
+    its write ends, in completion order, and `finish_bundle` waits for the
+    rest, so a bundle commits only once each of its messages has one. With
+    `emit_messages`, each message leaves with its outcome, at the same moment.
     """
 
     _PROGRESS_EVERY_S = 10.0
 
-    def __init__(self, store: StoreSpec, config: ArchiverConfig, tenants: TenantDirectory):
+    def __init__(self, store: StoreSpec, config: ArchiverConfig, tenants: TenantDirectory,
+                 emit_messages: bool = False):
         self._spec = store
         self._config = config
         self._tenants = tenants
+        self._emit_messages = emit_messages
+        self._batch_size = max(1, min(16, store.max_in_flight // 4))
         self._bytes = Metrics.counter(METRICS_NAMESPACE, "bytes_written")
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "write_latency_ms")
         self._attempts = Metrics.distribution(METRICS_NAMESPACE, "write_attempts")
 
     def setup(self):
-        self._stores: dict[str, ObjectStore] = {}  # one per tenant, each with its own breaker
         self._archiver = Archiver(self._config, self._tenants)
+        self._stores: dict[str, ObjectStore] = {}  # one per tenant, each with its own breaker
+        self._counters: dict[tuple, Any] = {}
         self._done = 0
         self._started = time.monotonic()
         self._next_progress = self._started + self._PROGRESS_EVERY_S
 
     def start_bundle(self):
+        self._batch: list[_Pending] = []  # prepared, not yet handed to the store
         self._pending: collections.deque[_Pending] = collections.deque()
 
-    def process(self, request: ArchiveRequest, timestamp=beam.DoFn.TimestampParam,
-                window=beam.DoFn.WindowParam):
-        future = self._store_for(request.tenant).submit(request.key, request.data, request.metadata)
-        self._pending.append(_Pending(request, future, timestamp, (window,)))
-        while self._pending and self._pending[0].future.done():
-            yield self._outcome(self._pending.popleft())
-        if len(self._pending) > 2 * self._spec.max_in_flight:
-            # A slow write at the head (a retry backing off) must not hold back
-            # everything finished behind it: emit those too and keep the rest.
-            waiting = collections.deque()
-            for pending in self._pending:
-                if pending.future.done():
-                    yield self._outcome(pending)
-                else:
-                    waiting.append(pending)
-            self._pending = waiting
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        raw, source, position, attributes = (
+            (element.data, element.source, element.position, element.attributes)
+            if isinstance(element, SourcedRecord) else (element, None, None, None))
+        try:
+            prepared = self._archiver.prepare(raw, source)
+        except InvalidMessage as error:
+            outcome, dead_letter = self._archiver.rejected(raw, error, source)
+            self._count(outcome)
+            yield outcome
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter)
+            if self._emit_messages:
+                yield self._archived(self._deliverable(invalid_key(outcome.input_sha256), outcome,
+                                                       dead_letter.data, source, position, attributes), outcome)
+            return
+        message = self._deliverable(message_key(prepared.tenant, prepared.message_id), prepared, raw_bytes(raw),
+                                    source, position, attributes) if self._emit_messages else None
+        if isinstance(prepared, Outcome):  # SKIPPED, or FAILED for an unknown tenant
+            self._count(prepared)
+            yield prepared
+            if prepared.status == FAILED:  # not archived anywhere: keep the original
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTERS, self._archiver.dead_letter(raw, prepared.error, None, source))
+            if message is not None:
+                yield self._archived(message, prepared)
+            return
+        store = self._store_for(prepared.tenant)
+        if store.writes_inline:  # local disk: no future, no hand-off
+            result = store.write(prepared.key, prepared.data, prepared.metadata)
+            yield from self._outcome(prepared, result, timestamp, (window,), message)
+            return
+        self._batch.append(_Pending(prepared, None, timestamp, (window,), message))
+        if len(self._batch) >= self._batch_size:
+            self._submit()
+        yield from self._finished()
 
     def finish_bundle(self):
+        self._submit()
         while self._pending:
-            yield self._outcome(self._pending.popleft())
+            yield from self._written(self._pending.popleft())
 
     def teardown(self):
         for store in getattr(self, "_stores", {}).values():
             store.close()
+
+    def _submit(self):
+        batch, self._batch = self._batch, []
+        by_tenant: dict[str, list[_Pending]] = {}
+        for item in batch:
+            by_tenant.setdefault(item.request.tenant, []).append(item)
+        for tenant, items in by_tenant.items():
+            futures = self._store_for(tenant).submit_many(
+                [(item.request.key, item.request.data, item.request.metadata) for item in items])
+            self._pending.extend(item._replace(future=future) for item, future in zip(items, futures))
+
+    def _finished(self):
+        """The outcomes of the writes that have ended, oldest first."""
+        pending = self._pending
+        while pending and pending[0].future.done():
+            yield from self._written(pending.popleft())
+        if len(pending) > 2 * self._spec.max_in_flight:
+            # A slow write at the head (a retry backing off) must not hold back
+            # everything finished behind it: emit those too and keep the rest.
+            waiting = collections.deque()
+            for item in pending:
+                if item.future.done():
+                    yield from self._written(item)
+                else:
+                    waiting.append(item)
+            self._pending = waiting
 
     def _store_for(self, tenant_name: str) -> ObjectStore:
         store = self._stores.get(tenant_name)
@@ -211,9 +219,21 @@ class _WriteArchiveFn(beam.DoFn):
             store = self._stores[tenant_name] = self._spec.for_destination(tenant.destination).open()
         return store
 
-    def _outcome(self, pending: _Pending) -> WindowedValue:
-        outcome: Outcome = self._archiver.written(pending.request, pending.future.result())
-        outcome_counter(outcome.channel, outcome.status).inc()
+    def _count(self, outcome: Outcome) -> None:
+        key = (outcome.channel, outcome.status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = outcome_counter(*key)
+        counter.inc()
+
+    def _written(self, pending: _Pending):
+        return self._outcome(pending.request, pending.future.result(), pending.timestamp, pending.windows,
+                             pending.message)
+
+    def _outcome(self, request: ArchiveRequest, result, timestamp, windows, message: Deliverable | None):
+        """The outcome of a write (and the message with it), in the input's time and windows."""
+        outcome: Outcome = self._archiver.written(request, result)
+        self._count(outcome)
         self._attempts.update(outcome.attempts or 0)
         if outcome.status == ARCHIVED:
             self._bytes.inc(outcome.bytes or 0)
@@ -222,7 +242,19 @@ class _WriteArchiveFn(beam.DoFn):
             _LOG.warning("failed to archive message %s (%s): %s",
                          outcome.message_id, outcome.error_class, outcome.error)
         self._report_progress()
-        return WindowedValue(outcome, pending.timestamp, pending.windows)
+        yield WindowedValue(outcome, timestamp, windows)
+        if message is not None:
+            yield beam.pvalue.TaggedOutput(MESSAGES, WindowedValue(ArchivedMessage(message, outcome),
+                                                                   timestamp, windows))
+
+    @staticmethod
+    def _archived(message: Deliverable, outcome: Outcome):
+        return beam.pvalue.TaggedOutput(MESSAGES, ArchivedMessage(message, outcome))
+
+    @staticmethod
+    def _deliverable(key, described, data, source, position, attributes) -> Deliverable:
+        return Deliverable(key, described.message_id, described.tenant, described.channel, data, source,
+                           position, dict(attributes) if attributes else None)
 
     def _report_progress(self):
         self._done += 1

@@ -1,17 +1,22 @@
 """GateDelivery: release a message for delivery only on its archive outcome.
 
-    messages  (key, Deliverable) ─┐
-                                  ├─ CoGroup per key in state ─> decide(policy, outcome) ─┬─> delivered
-    outcomes  Outcome ──(key)─────┘        timeout timer                                 └─> failed_to_archive
+Two inputs, one rule (`archive.gate.decide`):
 
-A stateful DoFn keyed by the message's gate key holds whichever side came
-first; the other side completes the join, the rule in `archive.gate` decides,
-and the state and timer are cleared, so nothing is kept once a key is
-decided. A message whose outcome has not come within `timeout` is decided as
-"no outcome" (held under `strict`, delivered and recorded under
-`best_effort`). The timer is in event time, so on a streaming runner it fires
-when the watermark passes the message's time plus the timeout, and in a batch
-run at the end of the input.
+    ArchivedMessage (a message with its own outcome) ─────────── decide ─┬─> delivered
+                                                                         └─> failed_to_archive
+    (messages, outcomes) ─ per key in state, timeout timer ─ decide ─┘
+
+- Each message with its own outcome, as ArchiveMessages(emit_messages=True)
+  emits it the moment the outcome is known: nothing to wait for, so no
+  shuffle and no state; the streaming job uses this.
+- Messages and outcomes as two PCollections (outcomes from another job, a
+  replayed topic): a stateful DoFn keyed by the message's gate key holds
+  whichever side came first; the other side completes the join, and the state
+  and timer are cleared, so nothing is kept once a key is decided. A message
+  whose outcome has not come within `timeout` is decided as "no outcome"
+  (held under `strict`, delivered and recorded under `best_effort`). The
+  timer is in event time: on a streaming runner it fires when the watermark
+  passes the message's time plus the timeout, in a batch run at the end.
 """
 
 from __future__ import annotations
@@ -44,6 +49,13 @@ class Deliverable(NamedTuple):
     attributes: dict | None = None  # a Pub/Sub message's attributes and id, passed on
 
 
+class ArchivedMessage(NamedTuple):
+    """A message together with its own archive outcome."""
+
+    message: Deliverable
+    outcome: Outcome
+
+
 class Released(NamedTuple):
     """The gate's verdict on one message, delivered or held."""
 
@@ -68,10 +80,14 @@ def invalid_key(input_sha256: str | None) -> str:
 
 
 class GateDelivery(beam.PTransform):
-    """Join messages with their archive outcomes; release or hold each one.
+    """Release or hold each message on its archive outcome.
 
-    Input: a pair (messages, outcomes) of PCollections of Deliverable and Outcome.
-    Output: {"delivered": Released, "failed_to_archive": Released}.
+    Input: a PCollection of ArchivedMessage, or a pair (messages, outcomes) of
+    PCollections of Deliverable and Outcome to join by gate key.
+    Output: {"decided": every Released, "delivered": those to deliver,
+    "failed_to_archive": those held}. "decided" carries each verdict in one
+    PCollection, so that a sink of both fuses with the gate (a Flatten of the
+    other two would be a stage of its own on some runners).
     """
 
     def __init__(self, policy: str = STRICT, timeout: float = 300.0):
@@ -81,28 +97,58 @@ class GateDelivery(beam.PTransform):
         self._timeout = timeout
 
     def expand(self, inputs):
-        messages, outcomes = inputs
-        keyed_messages = messages | "KeyMessages" >> beam.Map(lambda m: (m.key, ("m", m)))
-        keyed_outcomes = outcomes | "KeyOutcomes" >> beam.Map(lambda o: (outcome_key(o), ("o", o)))
-        decided = (
-            (keyed_messages, keyed_outcomes)
-            | "Both" >> beam.Flatten()
-            | "Decide" >> beam.ParDo(_GateFn(self._policy, self._timeout)).with_outputs(
-                FAILED_TO_ARCHIVE, main="delivered"))
-        return {"delivered": decided.delivered, FAILED_TO_ARCHIVE: decided[FAILED_TO_ARCHIVE]}
+        if isinstance(inputs, beam.PCollection):
+            decided = inputs | "Decide" >> beam.ParDo(_DecideFn(self._policy))
+        else:
+            messages, outcomes = inputs
+            keyed_messages = messages | "KeyMessages" >> beam.Map(lambda m: (m.key, ("m", m)))
+            keyed_outcomes = outcomes | "KeyOutcomes" >> beam.Map(lambda o: (outcome_key(o), ("o", o)))
+            decided = (
+                (keyed_messages, keyed_outcomes)
+                | "Both" >> beam.Flatten()
+                | "Join" >> beam.ParDo(_JoinFn(self._policy, self._timeout)))
+        return {"decided": decided,
+                "delivered": decided | "Delivered" >> beam.Filter(lambda r: r.decision.verdict == DELIVER),
+                FAILED_TO_ARCHIVE: decided | "Held" >> beam.Filter(lambda r: r.decision.verdict != DELIVER)}
 
 
-class _GateFn(beam.DoFn):
+class _Verdicts:
+    """The rule applied and counted."""
+
+    def __init__(self, policy: str):
+        self._policy = policy
+        self._delivered = Metrics.counter("gate", "delivered")
+        self._held = Metrics.counter("gate", "held")
+        self._unarchived = Metrics.counter("gate", "delivered_without_archive")
+
+    def release(self, messages, outcome):
+        decision = decide(self._policy, outcome)
+        for message in messages:
+            if decision.verdict == DELIVER:
+                self._delivered.inc()
+                if decision.archive_failed:
+                    self._unarchived.inc()
+            else:
+                self._held.inc()
+            yield Released(message, outcome, decision)
+
+
+class _DecideFn(beam.DoFn):
+    def __init__(self, policy: str):
+        self._verdicts = _Verdicts(policy)
+
+    def process(self, archived: ArchivedMessage):
+        yield from self._verdicts.release((archived.message,), archived.outcome)
+
+
+class _JoinFn(beam.DoFn):
     MESSAGES = userstate.BagStateSpec("messages", PickleCoder())
     OUTCOME = userstate.ReadModifyWriteStateSpec("outcome", PickleCoder())
     TIMEOUT = userstate.TimerSpec("timeout", TimeDomain.WATERMARK)
 
     def __init__(self, policy: str, timeout: float):
-        self._policy = policy
+        self._verdicts = _Verdicts(policy)
         self._timeout = Duration.of(timeout)
-        self._delivered = Metrics.counter("gate", "delivered")
-        self._held = Metrics.counter("gate", "held")
-        self._unarchived = Metrics.counter("gate", "delivered_without_archive")
         self._timeouts = Metrics.counter("gate", "timeouts")
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam,
@@ -112,7 +158,7 @@ class _GateFn(beam.DoFn):
         if side == "m":
             outcome = outcome_state.read()
             if outcome is not None:
-                yield from self._release([value], outcome)
+                yield from self._verdicts.release([value], outcome)
                 outcome_state.clear()
                 timer.clear()
                 return
@@ -121,7 +167,7 @@ class _GateFn(beam.DoFn):
         else:
             waiting = list(messages.read())
             if waiting:
-                yield from self._release(waiting, value)
+                yield from self._verdicts.release(waiting, value)
                 messages.clear()
                 timer.clear()
                 return
@@ -134,19 +180,6 @@ class _GateFn(beam.DoFn):
         waiting = list(messages.read())
         if waiting:
             self._timeouts.inc(len(waiting))
-            yield from self._release(waiting, None)
+            yield from self._verdicts.release(waiting, None)
         messages.clear()
         outcome_state.clear()  # an outcome whose message never came: nothing to deliver
-
-    def _release(self, messages, outcome):
-        decision = decide(self._policy, outcome)
-        for message in messages:
-            released = Released(message, outcome, decision)
-            if decision.verdict == DELIVER:
-                self._delivered.inc()
-                if decision.archive_failed:
-                    self._unarchived.inc()
-                yield released
-            else:
-                self._held.inc()
-                yield beam.pvalue.TaggedOutput(FAILED_TO_ARCHIVE, released)
