@@ -1,41 +1,75 @@
-"""The floor of scenario a: one process, a plain loop doing the archiver's work.
+"""The floor of scenario a: a plain loop doing the archiver's work, no Beam.
 
-    python -m bench.floor INPUT_FOLDER DESTINATION
+    python -m bench.floor INPUT_FOLDER DESTINATION [--processes N]
 
-Parse, normalise, hash, compress (archive.Archiver.prepare) and write each
-object to local disk, one after the other: what the work costs without Beam
-and without concurrency.
+Parse, normalise, hash and compress each message (`Archiver.prepare`) and
+write its object (`ObjectStore.write`: the same local write as the pipeline,
+aside then renamed), one after the other: what the work costs without Beam,
+without outcomes and without concurrency. With `--processes N`, N such loops
+run side by side on disjoint shares of the input files, with nothing shared:
+the most any N-process pipeline could get out of N cores on this machine.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
+import multiprocessing
 import os
 import sys
 
 from archive.archiver import Archiver
 from archive.envelope import InvalidMessage
+from archive.store import StoreSpec
 
 
-def main(argv: list[str] | None = None) -> int:
-    source, destination = (argv or sys.argv[1:])[:2]
+def archive_files(paths: list[str], destination: str) -> int:
+    """Archive every line of `paths`; returns the number of failed writes."""
     archiver = Archiver()
-    made = set()
-    for name in sorted(os.listdir(source)):
-        with gzip.open(os.path.join(source, name), "rb") as lines:
+    store = StoreSpec(destination).open()
+    failed = 0
+    for path in paths:
+        with gzip.open(path, "rb") as lines:
             for line in lines:
                 try:
                     request = archiver.prepare(line.rstrip(b"\n"))
                 except InvalidMessage:
                     continue
-                path = os.path.join(destination, request.key)
-                parent = os.path.dirname(path)
-                if parent not in made:
-                    os.makedirs(parent, exist_ok=True)
-                    made.add(parent)
-                with open(path, "wb") as handle:
-                    handle.write(request.data)
-    return 0
+                failed += not store.write(request.key, request.data, request.metadata).ok
+    store.close()
+    return failed
+
+
+def _share(paths: list[str], destination: str, failures) -> None:
+    failures.put(archive_files(paths, destination))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="folder of gzipped JSON Lines files")
+    parser.add_argument("destination", help="folder to archive into")
+    parser.add_argument("--processes", type=int, default=1, help="loops side by side (default 1)")
+    args = parser.parse_args(argv)
+    paths = [os.path.join(args.source, name) for name in sorted(os.listdir(args.source))]
+    if args.processes == 1:
+        failed = archive_files(paths, args.destination)
+    else:
+        context = multiprocessing.get_context("spawn")
+        failures = context.Queue()
+        loops = [context.Process(target=_share, args=(paths[i::args.processes], args.destination, failures))
+                 for i in range(args.processes)]
+        for loop in loops:
+            loop.start()
+        for loop in loops:
+            loop.join()
+        if any(loop.exitcode for loop in loops):
+            print("floor: a loop failed", file=sys.stderr)
+            return 1
+        failed = sum(failures.get() for _ in loops)
+    if failed:
+        print(f"floor: {failed} writes failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -7,30 +7,100 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-VARIANTS = ("pipeline", "floor", "naive")
-COLORS = {"pipeline": "#2a7ab0", "floor": "#7a7a7a", "naive": "#c8553d"}
+VARIANTS = ("pipeline", "floor", "two_floors", "naive")
+COLORS = {"pipeline": "#2a7ab0", "floor": "#7a7a7a", "two_floors": "#b5b5b5", "naive": "#c8553d"}
+LABELS = {"a": {"floor": "floor (1 process)", "two_floors": "two floors side by side"},
+          "b": {"floor": "raw PUT loop"}}
 
 
-def throughput_bars(report: dict, path: str, title: str) -> str:
-    """Messages per second of each variant, grouped by mix, peak RSS written on each bar."""
+def plot(report: dict, path: str) -> str:
+    if report["scenario"] == "c":
+        return latency_panels(report, path)
+    return throughput_bars(report, path)
+
+
+def _title(report: dict) -> str:
+    machine = report["machine"]
+    return f"Scenario {report['scenario']}: {report['title']}\n({machine['cpus']} cores, {machine['memory_gb']} GB)"
+
+
+def throughput_bars(report: dict, path: str) -> str:
+    """Per mix and variant: the steady rate (solid) beside the end-to-end rate
+    (hatched), peak RSS written over each pair. Log scale when the naive
+    pipeline is far below the others."""
     mixes = list(report["mixes"])
-    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
-    width = 0.8 / len(VARIANTS)
-    for index, variant in enumerate(VARIANTS):
-        xs = [m + (index - 1) * width for m in range(len(mixes))]
-        values = [report["mixes"][mix][variant]["messages_per_second"] for mix in mixes]
-        bars = axes.bar(xs, values, width, label=variant, color=COLORS[variant])
-        for bar, mix in zip(bars, mixes):
-            rss = report["mixes"][mix][variant]["peak_rss_mb"]
-            axes.annotate(f"{bar.get_height():,.0f}/s\n{rss:,.0f} MB", (bar.get_x() + bar.get_width() / 2,
-                          bar.get_height()), ha="center", va="bottom", fontsize=7)
+    labels = LABELS.get(report["scenario"], {})
+    variants = [v for v in VARIANTS if v in report["mixes"][mixes[0]]]
+    figure, axes = plt.subplots(figsize=(9, 4.4), dpi=110)
+    width = 0.84 / len(variants)
+    spread = []
+    for index, variant in enumerate(variants):
+        for m, mix in enumerate(mixes):
+            result = report["mixes"][mix][variant]
+            x = m + (index - (len(variants) - 1) / 2) * width
+            steady = result.get("steady_messages_per_second") or 0
+            whole = result["messages_per_second"]
+            spread += [steady, whole]
+            axes.bar(x - width / 4, steady, width / 2, color=COLORS[variant],
+                     label=labels.get(variant, variant) if m == 0 else None)
+            axes.bar(x + width / 4, whole, width / 2, color=COLORS[variant], alpha=0.45, hatch="//")
+            axes.annotate(f"{steady:,.0f}/s\n{result['peak_rss_mb']:,.0f} MB", (x, max(steady, whole)),
+                          ha="center", va="bottom", fontsize=7)
+    positive = [v for v in spread if v > 0]
+    if positive and max(positive) / min(positive) > 30:
+        axes.set_yscale("log")
     axes.set_xticks(range(len(mixes)), [f"{mix} ({report['mixes'][mix]['pipeline']['messages']:,} msgs)"
                                         for mix in mixes])
-    axes.set_ylabel("messages per second")
-    axes.set_title(title, fontsize=10)
-    axes.legend(frameon=False)
+    axes.set_ylabel("messages per second (solid: steady, hatched: end to end)", fontsize=8)
+    axes.set_title(_title(report), fontsize=9)
+    axes.legend(frameon=False, fontsize=8)
     axes.spines[["top", "right"]].set_visible(False)
-    axes.margins(y=0.2)
+    axes.margins(y=0.25)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def latency_panels(report: dict, path: str) -> str:
+    """Latency percentiles with the 250 ms target; p50 and p99 per second of load;
+    latency against offered rate; memory over time."""
+    figure, (bars, timeline, load, memory) = plt.subplots(1, 4, figsize=(15, 4), dpi=110)
+    latency = report["latency_ms"]
+    names = [k for k in ("p50", "p95", "p99", "max") if latency.get(k) is not None]
+    bars.bar(names, [latency[k] for k in names], color=COLORS["pipeline"])
+    for name in names:
+        bars.annotate(f"{latency[name]:,.0f}", (name, latency[name]), ha="center", va="bottom", fontsize=8)
+    bars.axhline(250, color="#c8553d", linestyle="--", linewidth=1, label="p99 target 250 ms")
+    bars.set_ylabel("publish to delivery (ms)")
+    bars.set_title(f"{report['offered_rate']:,.0f} msgs/s offered: {report['delivered']:,} delivered, "
+                   f"{report['lost']} lost", fontsize=9)
+    bars.legend(frameon=False, fontsize=8)
+    seconds = report["latency_by_second"]
+    if seconds:
+        timeline.plot([s["second"] for s in seconds], [s["p50"] for s in seconds], label="p50")
+        timeline.plot([s["second"] for s in seconds], [s["p99"] for s in seconds], label="p99")
+    timeline.set_xlabel("second of load (by publish time)")
+    timeline.set_ylabel("ms")
+    timeline.set_title("latency through the run", fontsize=9)
+    timeline.legend(frameon=False, fontsize=8)
+    points = sorted(report.get("sweep", []) + [report], key=lambda p: p["offered_rate"])
+    for key in ("p50", "p99"):
+        load.plot([p["offered_rate"] for p in points], [p["latency_ms"][key] for p in points], marker="o", label=key)
+    load.axhline(250, color="#c8553d", linestyle="--", linewidth=1)
+    load.set_yscale("log")
+    load.set_xlabel("offered messages per second")
+    load.set_ylabel("ms (log)")
+    load.set_title("latency against load", fontsize=9)
+    load.legend(frameon=False, fontsize=8)
+    if report.get("rss_mb"):
+        memory.plot([t for t, _ in report["rss_mb"]], [mb for _, mb in report["rss_mb"]], color="#7a7a7a")
+    memory.set_xlabel("seconds since the main load started")
+    memory.set_ylabel("RSS of the job (MB)")
+    memory.set_title(f"growth after 10 s: {report.get('rss_growth_after_10s_mb')} MB", fontsize=9)
+    for axes in (bars, timeline, load, memory):
+        axes.spines[["top", "right"]].set_visible(False)
+    figure.suptitle(_title(report).replace("\n", " "), fontsize=9)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -51,6 +51,9 @@ class ReadFromKafkaTopic(beam.PTransform):
             raise ValueError("start must be earliest or latest")
         self._config = {"bootstrap.servers": bootstrap_servers, "group.id": group_id,
                         "enable.auto.commit": False, "auto.offset.reset": start,
+                        # librdkafka prefetches up to 64 MB per partition by default: a
+                        # reader that lags would hold that much of the backlog in memory.
+                        "queued.max.messages.kbytes": 4096,
                         **(consumer_config or {})}
         self._topic = topic
         self._max_records = max_records

@@ -1,19 +1,45 @@
-"""The benchmark keeps working: a smoke-size run of scenario a (no time is asserted)."""
+"""The benchmark keeps working: every scenario at smoke size, its reports and plots.
+
+No time is asserted: only that each variant ran, archived every message it was
+given, and that the reports carry what the README quotes.
+"""
 
 import json
 import os
 
-from bench import backfill
+from bench.__main__ import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_backfill_benchmark_smoke(tmp_path):
-    assert backfill.main(["--messages", "150", "--mixes", "sms,email", "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "backfill.json").read_text())
-    assert report["machine"]["cpus"] == os.cpu_count()
+def test_every_scenario_runs_at_smoke_size(tmp_path, capsys):
+    assert main(["--smoke", "--out", str(tmp_path), "--work", str(tmp_path)]) == 0
+
+    backfill = json.loads((tmp_path / "backfill.json").read_text())
+    assert backfill["machine"]["cpus"] == os.cpu_count() and backfill["smoke"]
     for mix in ("sms", "email"):
-        result = report["mixes"][mix]
-        for variant in ("pipeline", "floor", "naive"):
-            assert result[variant]["messages"] == 150
+        result = backfill["mixes"][mix]
+        for variant in ("pipeline", "floor", "two_floors", "naive"):
+            assert result[variant]["messages"] == result[variant]["objects"] == 150
             assert result[variant]["messages_per_second"] > 0 and result[variant]["peak_rss_mb"] > 0
-        assert set(result["ratios"]) == {"pipeline_vs_floor", "pipeline_vs_naive"}
-    assert (tmp_path / "backfill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert result[variant]["steady_messages_per_second"] > 0
+        assert {"pipeline_vs_floor", "pipeline_vs_floor_steady", "pipeline_vs_naive",
+                "pipeline_vs_naive_steady", "two_floors_vs_floor_steady"} <= set(result["ratios"])
+
+    store = json.loads((tmp_path / "store_latency.json").read_text())
+    result = store["mixes"]["sms"]
+    assert result["pipeline"]["objects"] == result["floor"]["objects"] == 200
+    assert result["naive"]["objects"] == 20
+    assert store["settings"]["latency_ms"] == 20
+
+    streaming = json.loads((tmp_path / "streaming.json").read_text())
+    assert streaming["published"] == 300
+    assert streaming["delivered"] == 300 and streaming["lost"] == 0 and streaming["held"] == 0
+    assert streaming["latency_ms"]["p99"] > 0 and streaming["rss_mb"]
+
+    for name in ("backfill", "store_latency", "streaming"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == PNG
+        targets = json.loads((tmp_path / f"{name}.json").read_text())["targets"]
+        assert targets and all({"target", "value", "limit", "met"} <= set(t) for t in targets)
+    printed = capsys.readouterr().out
+    assert "p99 publish-to-delivery latency" in printed and "pipeline >= 1.5 x floor" in printed

@@ -1,0 +1,118 @@
+"""The benchmark suite: every scenario with its comparisons, in one run, on one machine.
+
+    python -m bench                      # a, b and c at full size (about 25 minutes)
+    python -m bench --scenarios b        # one scenario
+    python -m bench --smoke              # every scenario at a few seconds' size (CI runs this)
+
+a  backfill to local disk, 100,000 messages per mix (SMS-sized, 12 KB email):
+   the pipeline, the single-core floor and the naive pipeline;
+b  an S3-compatible store 20 ms away (Toxiproxy): the pipeline, a raw
+   concurrent PUT loop and the naive pipeline;
+c  streaming: Kafka in, archive (to the store 20 ms away), gate, delivery
+   topic, at 1,000 messages per second for 60 s: publish-to-delivery latency
+   percentiles, messages lost, memory growth; and first, 15 s at each of a
+   few lower rates: how latency grows with load.
+
+Writes <out>/<scenario>.json and .png (throughput bars, latency percentiles)
+and prints each target with its verdict. Nothing here is a test: no time is
+asserted anywhere. bench/README.md says how each figure is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+import tempfile
+import time
+
+from bench.measure import ROOT, machine
+
+SCENARIOS = {"a": "backfill", "b": "store_latency", "c": "streaming"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default="a,b,c", help="comma-separated: a, b, c (default: all)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, one round: checks that every scenario still runs")
+    parser.add_argument("--messages", type=int, help="scenario a: messages per mix (default 100000)")
+    parser.add_argument("--mixes", default="sms,email", help="scenario a: comma-separated sms, email")
+    parser.add_argument("--store-messages", type=int, help="scenario b: messages (default 20000)")
+    parser.add_argument("--naive-messages", type=int, help="scenario b: messages for the naive pipeline "
+                                                            "(default 500)")
+    parser.add_argument("--rate", type=float, help="scenario c: messages per second (default 1000)")
+    parser.add_argument("--seconds", type=float, help="scenario c: seconds of load (default 60)")
+    parser.add_argument("--sweep", help="scenario c: lower rates measured first, 15 s each, comma-separated "
+                                        "(default 100,200,300,400,600; none with --smoke)")
+    parser.add_argument("--repeat", type=int, help="rounds of scenarios a and b; the median is "
+                                                   "reported (default 3)")
+    parser.add_argument("--work", default=None,
+                        help="folder for inputs and outputs (default: a new one under the system's "
+                             "temporary folder, on local disk)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"),
+                        help="folder for the JSON reports and plots (default bench/results)")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    sizes = {
+        "messages": args.messages or (150 if smoke else 100_000),
+        "store_messages": args.store_messages or (200 if smoke else 20_000),
+        "naive_messages": args.naive_messages or (20 if smoke else 500),
+        "rate": args.rate or (100.0 if smoke else 1000.0),
+        "seconds": args.seconds or (3.0 if smoke else 60.0),
+        "repeat": args.repeat or (1 if smoke else 3),
+        "sweep": tuple(float(r) for r in (args.sweep if args.sweep is not None else
+                                          "" if smoke else "100,200,300,400,600").split(",") if r.strip()),
+    }
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}: choose from {sorted(SCENARIOS)}")
+    os.makedirs(args.out, exist_ok=True)
+
+    def log(text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+    about = {"machine": machine(), "smoke": smoke,
+             "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    verdicts = []
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=args.work) as work:
+        for scenario in chosen:
+            started = time.monotonic()
+            report = {**about, **_run(scenario, sizes, work, log, args.mixes)}
+            report["seconds"] = round(time.monotonic() - started, 1)
+            name = SCENARIOS[scenario]
+            with open(os.path.join(args.out, f"{name}.json"), "w") as handle:
+                json.dump(report, handle, indent=2)
+            from bench import plots
+
+            plots.plot(report, os.path.join(args.out, f"{name}.png"))
+            log(f"scenario {scenario} done in {report['seconds']:.0f} s: {args.out}/{name}.json, .png")
+            verdicts += [(scenario, t) for t in report["targets"]]
+    print(f"{'':2} {'target':58} {'value':>9} {'limit':>7}  verdict")
+    for scenario, verdict in verdicts:
+        value = "-" if verdict["value"] is None else f"{verdict['value']:,}"
+        print(f"{scenario:2} {verdict['target']:58} {value:>9} {verdict['limit']:>7,}  "
+              f"{'met' if verdict['met'] else 'NOT met'}")
+    return 0
+
+
+def _run(scenario: str, sizes: dict, work: str, log, mixes: str) -> dict:
+    if scenario == "a":
+        from bench import backfill
+
+        return backfill.run(sizes["messages"], mixes.split(","), work, sizes["repeat"], log)
+    if scenario == "b":
+        from bench import store_latency
+
+        return store_latency.run(sizes["store_messages"], sizes["naive_messages"], work, sizes["repeat"], log)
+    from bench import streaming
+
+    return streaming.run(sizes["rate"], sizes["seconds"], work, log, sweep=sizes["sweep"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The floor of scenario b: a raw concurrent PUT loop, nothing but the requests.
+
+    python -m bench.putloop INPUT_FOLDER s3://BUCKET STORAGE_OPTIONS_JSON [--processes 2] [--in-flight 64]
+
+Each process first prepares its share of the messages (every `processes`-th
+line, untimed), then PUTs them with aiobotocore, the client s3fs drives, at
+`in-flight` requests at once: the same PutObject (key, bytes, Content-Type,
+metadata, checksum) that the pipeline sends, with the same client settings
+(no SDK retries, a connection per request in flight). Its rate is the
+store's and the client's ceiling at that concurrency. It prints one line,
+`BENCH {"put_seconds": ...}`: the longest process's PUT phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import multiprocessing
+import os
+import sys
+import time
+
+from archive.archiver import Archiver
+from archive.backends import S3Backend
+from archive.tenants import Destination
+
+
+def prepared(source: str, share: int, shares: int) -> list:
+    archiver, requests, index = Archiver(), [], 0
+    for name in sorted(os.listdir(source)):
+        with gzip.open(os.path.join(source, name), "rb") as lines:
+            for line in lines:
+                if index % shares == share:
+                    requests.append(archiver.prepare(line.rstrip(b"\n")))
+                index += 1
+    return requests
+
+
+async def put_all(requests: list, bucket: str, storage_options: dict, in_flight: int) -> float:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    client_kwargs = storage_options.get("client_kwargs", {})
+    config = AioConfig(**{"retries": {"total_max_attempts": 1}, "max_pool_connections": in_flight,
+                          **storage_options.get("config_kwargs", {})})
+    backend = S3Backend(Destination(f"s3://{bucket}", storage_options))
+    async with get_session().create_client(
+            "s3", aws_access_key_id=storage_options.get("key"),
+            aws_secret_access_key=storage_options.get("secret"), config=config, **client_kwargs) as client:
+        queue = iter(requests)
+
+        async def worker():
+            for request in queue:
+                await client.put_object(Bucket=bucket, Key=request.key, Body=request.data,
+                                        **backend.put_object_args(request.metadata))
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return time.monotonic() - started
+
+
+def _one_process(args, share: int, results) -> None:
+    requests = prepared(args.source, share, args.processes)
+    bucket = args.destination.removeprefix("s3://").strip("/")
+    results.put(asyncio.run(put_all(requests, bucket, json.loads(args.storage_options), args.in_flight)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.putloop", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="folder of gzipped JSON Lines files")
+    parser.add_argument("destination", help="s3://bucket")
+    parser.add_argument("storage_options", help="s3fs storage options (JSON): key, secret, client_kwargs")
+    parser.add_argument("--processes", type=int, default=2, help="processes, each with its share (default 2)")
+    parser.add_argument("--in-flight", type=int, default=64, help="requests in flight per process (default 64)")
+    args = parser.parse_args(argv)
+    results = multiprocessing.get_context("spawn").Queue()
+    workers = [multiprocessing.get_context("spawn").Process(target=_one_process, args=(args, share, results))
+               for share in range(args.processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if any(worker.exitcode for worker in workers):
+        print("putloop: a process failed", file=sys.stderr)
+        return 1
+    seconds = [results.get() for _ in workers]
+    print("BENCH " + json.dumps({"put_seconds": round(max(seconds), 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

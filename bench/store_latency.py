@@ -1,0 +1,96 @@
+"""Scenario b: a latency-bound store, the pipeline beside a raw PUT loop and the naive pipeline.
+
+An S3-compatible server on loopback (gofakes3, in memory: see
+devservers/gofakes3.py for why not moto) behind Toxiproxy, a real TCP proxy
+that holds every response for 20 ms. The same SMS-sized messages are archived
+by:
+
+- pipeline: `python -m pipeline.run` with the S3 destination: two
+  multi-processing workers, each with `--max_in_flight` writes in flight;
+- floor: `bench.putloop`, the same PutObject requests (prepared beforehand,
+  untimed) at the same concurrency: as many processes, as many in flight each;
+- naive: `bench.naive`, one blocking `fsspec.open(...).write(...)` per element,
+  on a smaller share of the messages (at one request per 20 ms and more, the
+  full set would take an hour; its rate does not depend on how many).
+
+Rates are read back from the bucket: objects and their LastModified span.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+from bench.backfill import write_inputs
+from bench.measure import Run, median_run, ratio, run_command, s3_object_span, target
+from devservers import gofakes3, toxiproxy
+
+VARIANTS = ("pipeline", "floor", "naive")
+LATENCY_MS = 20
+
+
+def commands(inputs: str, naive_inputs: str, bucket: str, options: dict, workers: int,
+             in_flight: int) -> dict[str, list[str]]:
+    python, destination, options_json = sys.executable, f"s3://{bucket}", json.dumps(options)
+    return {
+        "pipeline": [python, "-m", "pipeline.run", "--input", inputs, "--destination", destination,
+                     "--storage_options", options_json, "--outcomes", f"{inputs}-outcomes-{bucket}",
+                     "--summary", "false", "--max_in_flight", str(in_flight),
+                     "--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"],
+        "floor": [python, "-m", "bench.putloop", inputs, destination, options_json,
+                  "--processes", str(workers), "--in-flight", str(in_flight)],
+        "naive": [python, "-m", "bench.naive", naive_inputs, destination, options_json],
+    }
+
+
+def run(count: int, naive_count: int, work: str, repeat: int, log, workers: int = 2,
+        in_flight: int = 64, latency_ms: int = LATENCY_MS) -> dict:
+    inputs, naive_inputs = os.path.join(work, "in-b"), os.path.join(work, "in-b-naive")
+    count = write_inputs(inputs, count, "sms")
+    naive_count = write_inputs(naive_inputs, naive_count, "sms")
+    runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
+    with gofakes3.start() as store, toxiproxy.start() as toxi:
+        proxy = toxi.create_proxy("s3", upstream=store.endpoint_url.removeprefix("http://"))
+        proxy.add_latency(latency_ms)  # every response held back 20 ms
+        options = store.storage_options(endpoint_url=f"http://{proxy.listen}")
+        client = store.boto3_client()
+        try:
+            for round_number in range(repeat):
+                order = VARIANTS[round_number % 3:] + VARIANTS[:round_number % 3]
+                for name in order:
+                    bucket = store.create_bucket(f"bench-{name}-{round_number}")
+                    argv = commands(inputs, naive_inputs, bucket, options, workers, in_flight)[name]
+                    expected = naive_count if name == "naive" else count
+                    result = run_command(argv, expected)
+                    result.objects, result.steady_seconds = s3_object_span(client, bucket, "sent_messages/")
+                    if result.objects != expected:
+                        raise RuntimeError(f"{name} wrote {result.objects} objects for {expected} messages")
+                    runs[name].append(result)
+                    log(f"b round {round_number + 1}/{repeat} {name}: {result.messages_per_second:,.0f}/s end "
+                        f"to end, {result.steady_messages_per_second or 0:,.1f}/s steady, "
+                        f"{result.peak_rss_mb:,.0f} MB")
+        finally:
+            shutil.rmtree(inputs, ignore_errors=True)
+            shutil.rmtree(naive_inputs, ignore_errors=True)
+            for path in os.listdir(work):
+                if path.startswith("in-b-outcomes-"):
+                    shutil.rmtree(os.path.join(work, path), ignore_errors=True)
+    report = {"scenario": "b", "title": f"S3-compatible store, {latency_ms} ms added to every response",
+              "settings": {"messages": count, "naive_messages": naive_count, "repeat": repeat,
+                           "workers": workers, "in_flight_per_worker": in_flight, "latency_ms": latency_ms,
+                           "store": f"gofakes3 {gofakes3.GOFAKES3_VERSION} behind toxiproxy "
+                                    f"{toxiproxy.TOXIPROXY_VERSION}"},
+              "mixes": {"sms": {name: median_run(runs[name]) for name in VARIANTS}}}
+    result = report["mixes"]["sms"]
+    result["ratios"] = {
+        f"pipeline_vs_{other}{suffix}": ratio(result["pipeline"][key], result[other][key])
+        for other in ("floor", "naive")
+        for suffix, key in (("", "messages_per_second"), ("_steady", "steady_messages_per_second"))}
+    report["targets"] = [
+        target("pipeline >= 0.8 x raw PUT loop (steady)", result["ratios"]["pipeline_vs_floor_steady"], 0.8),
+        target("pipeline >= 50 x naive (steady)", result["ratios"]["pipeline_vs_naive_steady"], 50),
+        target("pipeline >= 50 x naive (end to end)", result["ratios"]["pipeline_vs_naive"], 50),
+    ]
+    return report

@@ -1,0 +1,236 @@
+"""Scenario c: streaming. Kafka in, archive, gate, delivery topic, at a fixed offered rate.
+
+A real Kafka broker (KRaft), the store 20 ms away (gofakes3 behind
+Toxiproxy, as in scenario b), and the streaming job exactly as a user starts
+it (`python -m pipeline.run --kafka_topic ...`, on Prism). Once warm-up
+messages have come through, messages of every channel are published at an
+offered rate, each stamped with its publish time (`sent_at`, ms). A consumer
+of the job's topics notes when each message arrives on the delivery topic and
+when its outcome says its object was written.
+
+One job serves every phase: a sweep of lower rates first (how latency grows
+with load, and the highest rate the job keeps under the target), then the
+main run at the target rate. Each phase drains before the next: it waits while
+messages are still arriving, and what never arrives is counted lost.
+
+Reported for the main run: latency p50 / p95 / p99 / max, split into publish
+-> object written and written -> delivered; messages published, delivered,
+held (failed to archive), lost and delivered twice; and the resident memory of
+the job's whole process tree (the launcher with its SDK harness, and Prism)
+every second.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+import threading
+import time
+
+from archive.sample import generate
+from bench.loadgen import paced
+from bench.measure import ROOT, ProcessTreeSampler, percentiles, target
+from devservers import gofakes3, kafka, toxiproxy
+from devservers._process import ServerProcess
+
+LATENCY_MS = 20
+PARTITIONS = 4
+WARMUP = 200              # published at WARMUP_RATE before anything is measured
+WARMUP_RATE = 100.0
+DRAIN_QUIET_SECONDS = 20.0   # a phase is over when nothing has arrived for this long
+DRAIN_MAX_SECONDS = 300.0
+
+
+def records(count: int, prefix: str) -> list[bytes]:
+    """`count` valid messages of every channel, with unique message ids."""
+    out = []
+    for index, data in enumerate(generate(count, "clevertap", seed=5, bad_ratio=0.0)):
+        record = json.loads(data)
+        for field in ("dispatch_id", "batch_date", "batch_id"):
+            record.pop(field, None)
+        record["message_id"] = f"{prefix}-{index}"
+        out.append(json.dumps(record).encode())
+    return out
+
+
+class DeliveryClock(threading.Thread):
+    """Reads the job's output topics from the start: when each message arrives on the
+    delivery (or failure) topic, and when its outcome says its object was written."""
+
+    def __init__(self, bootstrap_servers: str, topics: dict[str, str]):
+        super().__init__(daemon=True)
+        from confluent_kafka import Consumer
+
+        self._consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "bench-clock",
+                                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                   "fetch.wait.max.ms": 10})
+        self._consumer.subscribe(list(topics.values()))
+        self._names = {topic: name for name, topic in topics.items()}
+        self.delivered: dict[str, tuple[int, float]] = {}  # message id -> (sent_at, latency ms), first arrival
+        self.archived_at: dict[str, float] = {}  # message id -> when its outcome says the write ended (ms)
+        self.held: set[str] = set()
+        self.duplicates = 0
+        self.last_arrival = time.monotonic()
+        self._done = threading.Event()
+
+    def run(self):
+        while not self._done.is_set():
+            message = self._consumer.poll(0.05)
+            if message is None or message.error() is not None:
+                continue
+            arrived_ms = time.time() * 1000
+            self.last_arrival = time.monotonic()
+            record = json.loads(message.value())
+            message_id, kind = record["message_id"], self._names[message.topic()]
+            if kind == "outcomes":
+                if record.get("at"):
+                    self.archived_at.setdefault(message_id, _epoch_ms(record["at"]))
+            elif kind == "failures":
+                self.held.add(message_id)
+            elif message_id in self.delivered:
+                self.duplicates += 1
+            else:
+                self.delivered[message_id] = (record["sent_at"], arrived_ms - record["sent_at"])
+
+    def settled(self, wanted: set[str]) -> bool:
+        return wanted <= self.delivered.keys() | self.held
+
+    def stop(self):
+        self._done.set()
+        self.join(10)
+        self._consumer.close()
+
+
+def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_MS,
+        sweep: tuple[float, ...] = (), sweep_seconds: float = 15.0) -> dict:
+    from confluent_kafka import Producer
+
+    with kafka.start() as broker, gofakes3.start() as store, toxiproxy.start() as toxi:
+        proxy = toxi.create_proxy("s3", upstream=store.endpoint_url.removeprefix("http://"))
+        proxy.add_latency(latency_ms)
+        bucket = store.create_bucket("stream-archive")
+        topics = {name: broker.create_topic(f"bench-{name}", partitions=1)
+                  for name in ("deliveries", "failures", "outcomes")}
+        source = broker.create_topic("bench-outbound", partitions=PARTITIONS)
+        job = ServerProcess("bench-streaming-job", [
+            sys.executable, "-m", "pipeline.run", "--kafka_topic", source,
+            "--kafka_bootstrap_servers", broker.bootstrap_servers, "--kafka_group", "bench-archiver",
+            "--destination", f"s3://{bucket}",
+            "--storage_options", json.dumps(store.storage_options(f"http://{proxy.listen}")),
+            *[f"--{name}=kafka://{topic}" for name, topic in topics.items()]], cwd=ROOT)
+        clock = DeliveryClock(broker.bootstrap_servers, topics)
+        clock.start()
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 1, "acks": "all"})
+        try:
+            started = time.monotonic()
+            # Warm up at a low rate: connections, each region's phone metadata, Prism's stages.
+            paced(lambda data: producer.produce(source, data), records(WARMUP, "warmup"), WARMUP_RATE, None,
+                  WARMUP)
+            producer.flush(30)
+            while not clock.settled({f"warmup-{i}" for i in range(WARMUP)}):
+                if not job.running or time.monotonic() - started > 240:
+                    raise RuntimeError(f"the streaming job did not deliver its warm-up messages "
+                                       f"(exit {job.returncode}); see {job.log_path}")
+                time.sleep(0.2)
+            warmup_seconds = time.monotonic() - started
+            log(f"c: job ready after {warmup_seconds:.1f} s")
+            phases = [_phase(producer, source, clock, job, f"sweep{index}", offered, sweep_seconds, log)
+                      for index, offered in enumerate(sweep)]
+            main = _phase(producer, source, clock, job, "load", rate, seconds, log, sample_memory=True)
+        finally:
+            job.stop(timeout=20)
+            clock.stop()
+            producer.flush(10)
+            del producer  # before the broker goes: it would keep reconnecting
+    main["sweep"] = [{key: phase[key] for key in ("offered_rate", "published", "delivered", "lost", "latency_ms")}
+                     for phase in phases]
+    report = {
+        "scenario": "c", "title": f"Streaming: Kafka in, archive ({latency_ms} ms store), gate, delivery topic",
+        "settings": {"rate": rate, "seconds": seconds, "sweep": list(sweep), "sweep_seconds": sweep_seconds,
+                     "partitions": PARTITIONS, "latency_ms": latency_ms,
+                     "runner": "Prism (pipeline.run's local streaming runner)",
+                     "store": f"gofakes3 {gofakes3.GOFAKES3_VERSION} behind toxiproxy "
+                              f"{toxiproxy.TOXIPROXY_VERSION}"},
+        "warmup_seconds": round(warmup_seconds, 1), **main}
+    report["targets"] = [
+        target("p99 publish-to-delivery latency (ms) <= 250", main["latency_ms"]["p99"], 250, at_least=False),
+        target("messages lost == 0", main["lost"], 0, at_least=False),
+        target("RSS growth after the first 10 s (MB) < 50", main["rss_growth_after_10s_mb"], 50, at_least=False),
+    ]
+    return report
+
+
+def _phase(producer, source: str, clock: DeliveryClock, job: ServerProcess, prefix: str, rate: float,
+           seconds: float, log, sample_memory: bool = False) -> dict:
+    """Publish at `rate` for `seconds`, wait for the stream to drain, and measure."""
+    total = int(rate * seconds)
+    load = records(total, prefix)
+    log(f"c: publishing {total:,} messages at {rate:,.0f}/s ({prefix})")
+
+    def publish(data: bytes) -> None:
+        producer.produce(source, data)
+        producer.poll(0)
+
+    memory = ProcessTreeSampler(job.pid, interval=1.0) if sample_memory else None
+    if memory:
+        memory.__enter__()
+    try:
+        published, publish_seconds = paced(publish, load, rate, None, total)
+        producer.flush(30)
+        wanted = {f"{prefix}-{i}" for i in range(published)}
+        drain_started = time.monotonic()
+        while not clock.settled(wanted) and job.running:
+            quiet = time.monotonic() - max(clock.last_arrival, drain_started)
+            if quiet > DRAIN_QUIET_SECONDS or time.monotonic() - drain_started > DRAIN_MAX_SECONDS:
+                break
+            time.sleep(0.2)
+        drain_seconds = time.monotonic() - drain_started
+    finally:
+        if memory:
+            memory.__exit__(None, None, None)
+    timed = {m: sent_and_ms for m, sent_and_ms in clock.delivered.items() if m in wanted}
+    delivered, held = set(timed), clock.held & wanted
+    result = {
+        "published": published, "publish_seconds": round(publish_seconds, 2),
+        "offered_rate": round(published / max(publish_seconds, 1e-9), 1),
+        "delivered": len(delivered), "held": len(held), "lost": len(wanted - delivered - held),
+        "duplicates": clock.duplicates, "drain_seconds": round(drain_seconds, 2),
+        "latency_ms": percentiles([ms for _, ms in timed.values()]),
+        # where the time goes: publish -> object written (read, archive), written -> delivered (gate, publish)
+        "archived_ms": percentiles([clock.archived_at[m] - sent for m, (sent, _) in timed.items()
+                                    if m in clock.archived_at]),
+        "archived_to_delivered_ms": percentiles([sent + ms - clock.archived_at[m] for m, (sent, ms) in timed.items()
+                                                 if m in clock.archived_at]),
+        "latency_by_second": _latency_by_second(list(timed.values())),
+    }
+    if memory:
+        series = [(round(t, 1), round(rss / 2 ** 20, 1)) for t, rss in memory.series]
+        result.update(rss_mb=series, rss_growth_after_10s_mb=_growth(series, 10.0, publish_seconds),
+                      peak_rss_mb=round(memory.peak / 2 ** 20, 1))
+    log(f"c: {prefix}: offered {result['offered_rate']:,.0f}/s, p50 {result['latency_ms']['p50']} ms, "
+        f"p99 {result['latency_ms']['p99']} ms, lost {result['lost']}")
+    return result
+
+
+def _epoch_ms(iso: str) -> float:
+    return _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def _growth(series: list[tuple[float, float]], after: float, until: float) -> float | None:
+    """RSS at the end of the load minus RSS `after` seconds into it, in MB."""
+    window = [rss for t, rss in series if after <= t <= until]
+    return round(window[-1] - window[0], 1) if len(window) > 1 else None
+
+
+def _latency_by_second(timed: list[tuple[int, float]]) -> list[dict]:
+    """p50 and p99 latency of the messages published in each second of the load."""
+    if not timed:
+        return []
+    first = min(sent for sent, _ in timed)
+    buckets: dict[int, list[float]] = {}
+    for sent, ms in timed:
+        buckets.setdefault(int((sent - first) // 1000), []).append(ms)
+    return [{"second": second, "messages": len(values),
+             **{k: v for k, v in percentiles(values).items() if k in ("p50", "p99")}}
+            for second, values in sorted(buckets.items())]
