@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import multiprocessing
 import os
 import sys
 
 from archive.archiver import Archiver
 from archive.envelope import InvalidMessage
 from archive.store import StoreSpec
+from bench.measure import in_processes
 
 
 def archive_files(paths: list[str], destination: str) -> int:
@@ -40,10 +40,6 @@ def archive_files(paths: list[str], destination: str) -> int:
     return failed
 
 
-def _share(paths: list[str], destination: str, failures) -> None:
-    failures.put(archive_files(paths, destination))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,18 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes == 1:
         failed = archive_files(paths, args.destination)
     else:
-        context = multiprocessing.get_context("spawn")
-        failures = context.Queue()
-        loops = [context.Process(target=_share, args=(paths[i::args.processes], args.destination, failures))
-                 for i in range(args.processes)]
-        for loop in loops:
-            loop.start()
-        for loop in loops:
-            loop.join()
-        if any(loop.exitcode for loop in loops):
-            print("floor: a loop failed", file=sys.stderr)
-            return 1
-        failed = sum(failures.get() for _ in loops)
+        failed = sum(in_processes(archive_files, [(paths[i::args.processes], args.destination)
+                                                  for i in range(args.processes)]))
     if failed:
         print(f"floor: {failed} writes failed", file=sys.stderr)
     return 1 if failed else 0

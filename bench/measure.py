@@ -13,6 +13,7 @@ Two rates are reported for every run:
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -143,6 +144,28 @@ def run_command(argv: list[str], messages: int, env: dict | None = None, timeout
             extra.update(json.loads(line[len("BENCH "):]))
     return Run(messages=messages, seconds=round(elapsed, 3), peak_rss_mb=round(sampler.peak / 2 ** 20, 1),
                cpu_seconds=round(sampler.cpu_seconds, 2), extra=extra)
+
+
+def in_processes(function, shares: list[tuple]) -> list:
+    """`function(*share)` in a spawned process per share, side by side; their
+    return values, in order. Raises when one of them fails."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=_return_through, args=(results, index, function, share))
+                 for index, share in enumerate(shares)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    if any(process.exitcode for process in processes):
+        raise RuntimeError(f"{function.__qualname__}: {sum(bool(p.exitcode) for p in processes)} of "
+                           f"{len(processes)} processes failed")
+    returned = dict(results.get(timeout=10) for _ in processes)
+    return [returned[index] for index in range(len(shares))]
+
+
+def _return_through(results, index: int, function, share: tuple) -> None:
+    results.put((index, function(*share)))
 
 
 def settle(max_seconds: float = 60.0, quiet_seconds: float = 1.0) -> float:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import gzip
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ import time
 from archive.archiver import Archiver
 from archive.backends import S3Backend
 from archive.tenants import Destination
+from bench.measure import in_processes
 
 
 def prepared(source: str, share: int, shares: int) -> list:
@@ -60,10 +60,10 @@ async def put_all(requests: list, bucket: str, storage_options: dict, in_flight:
         return time.monotonic() - started
 
 
-def _one_process(args, share: int, results) -> None:
+def _one_process(args, share: int) -> float:
     requests = prepared(args.source, share, args.processes)
     bucket = args.destination.removeprefix("s3://").strip("/")
-    results.put(asyncio.run(put_all(requests, bucket, json.loads(args.storage_options), args.in_flight)))
+    return asyncio.run(put_all(requests, bucket, json.loads(args.storage_options), args.in_flight))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,17 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="processes, each with its share (default 2)")
     parser.add_argument("--in-flight", type=int, default=64, help="requests in flight per process (default 64)")
     args = parser.parse_args(argv)
-    results = multiprocessing.get_context("spawn").Queue()
-    workers = [multiprocessing.get_context("spawn").Process(target=_one_process, args=(args, share, results))
-               for share in range(args.processes)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if any(worker.exitcode for worker in workers):
-        print("putloop: a process failed", file=sys.stderr)
-        return 1
-    seconds = [results.get() for _ in workers]
+    seconds = in_processes(_one_process, [(args, share) for share in range(args.processes)])
     print("BENCH " + json.dumps({"put_seconds": round(max(seconds), 3)}))
     return 0
 

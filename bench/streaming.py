@@ -23,6 +23,7 @@ every second.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import sys
 import threading
@@ -125,7 +126,7 @@ def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_M
         try:
             started = time.monotonic()
             # Warm up at a low rate: connections, each region's phone metadata, Prism's stages.
-            paced(lambda data: producer.produce(source, data), records(WARMUP, "warmup"), WARMUP_RATE, None,
+            paced(functools.partial(producer.produce, source), records(WARMUP, "warmup"), WARMUP_RATE, None,
                   WARMUP)
             producer.flush(30)
             while not clock.settled({f"warmup-{i}" for i in range(WARMUP)}):
@@ -142,7 +143,7 @@ def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_M
             job.stop(timeout=20)
             clock.stop()
             producer.flush(10)
-            del producer  # before the broker goes: it would keep reconnecting
+            producer = None  # gone before the broker is: it would keep reconnecting
     main["sweep"] = [{key: phase[key] for key in ("offered_rate", "published", "delivered", "lost", "latency_ms")}
                      for phase in phases]
     report = {
