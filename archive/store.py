@@ -124,29 +124,41 @@ class ObjectStore:
     def submit_many(self, writes: Sequence[tuple[str, bytes, ObjectMetadata]]
                     ) -> list[concurrent.futures.Future]:
         """Start each (key, data, metadata) write; one future (of a WriteResult) each,
-        in order. On an async backend the batch costs one wake-up of the I/O loop."""
-        futures = []
-        for _ in writes:
-            self._slots.acquire()
+        in order. On an async backend a batch costs one wake-up of the I/O loop.
+        Blocks while `max_in_flight` writes are pending, having first started
+        those of the batch that already have their slot."""
+        futures: list[concurrent.futures.Future] = []
+        ready: list[tuple[tuple[str, bytes, ObjectMetadata], concurrent.futures.Future]] = []
+        for write in writes:
+            if not self._slots.acquire(blocking=False):
+                self._start(ready)  # these hold slots: they must run for any to free
+                ready = []
+                self._slots.acquire()
             future = concurrent.futures.Future()
             future.add_done_callback(self._release_slot)
             futures.append(future)
+            ready.append((write, future))
+        self._start(ready)
+        return futures
+
+    def _start(self, ready) -> None:
+        if not ready:
+            return
         if self._async:
-            self._loop.call_soon_threadsafe(self._start_tasks, writes, futures)
+            self._loop.call_soon_threadsafe(self._start_tasks, ready)
         elif self._local:
-            for (key, data, _), future in zip(writes, futures):
+            for (key, data, _), future in ready:
                 future.set_result(self._write_sync(key, data))
         else:
-            for (key, data, _), future in zip(writes, futures):
+            for (key, data, _), future in ready:
                 self._pool.submit(_resolve, future, self._write_sync, key, data)
-        return futures
 
     def _release_slot(self, _future) -> None:
         self._slots.release()
 
-    def _start_tasks(self, writes, futures) -> None:
+    def _start_tasks(self, ready) -> None:
         """On the I/O loop: one task per write, each settling its caller's future."""
-        for (key, data, metadata), future in zip(writes, futures):
+        for (key, data, metadata), future in ready:
             task = self._loop.create_task(self._write(key, data, metadata))
             task.add_done_callback(functools.partial(_settle, future))
 

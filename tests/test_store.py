@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import shutil
+import threading
 import uuid
 
 import botocore.exceptions
@@ -18,7 +19,7 @@ from archive.archiver import Archiver, ArchiverConfig
 from archive.errors import ErrorClass
 from archive.outcome import ARCHIVED, FAILED
 from archive.retry import RetryPolicy
-from archive.store import ObjectStore, StoreSpec, WriteResult
+from archive.store import ObjectMetadata, ObjectStore, StoreSpec, WriteResult
 from tests.faultfs import FaultyFileSystem
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
@@ -255,3 +256,25 @@ def test_local_folder_removed_between_writes_is_made_again(open_store, tmp_path)
     assert result.ok and result.attempts == 1
     assert (tmp_path / "archive" / "sent_messages" / "Sms" / "b.json.lz4").read_bytes() == b"b"
     assert _files(tmp_path / "archive") == ["sent_messages/Sms/b.json.lz4"]  # nothing left aside
+
+
+@pytest.mark.parametrize("destination", [pytest.param("memory", id="thread-pool"),
+                                         pytest.param("local", id="inline"),
+                                         pytest.param("s3", id="event-loop")])
+def test_a_batch_larger_than_max_in_flight_is_written_not_deadlocked(open_store, tmp_path, destination, request):
+    if destination == "s3":
+        server = request.getfixturevalue("s3_server")  # moto on 127.0.0.1
+        bucket = server.create_bucket(f"batch-{uuid.uuid4().hex[:8]}")
+        store = StoreSpec(f"s3://{bucket}", server.storage_options(), max_in_flight=2, retry=FAST).open()
+    else:
+        root = _memory_root() if destination == "memory" else str(tmp_path / "archive")
+        store = open_store(root, max_in_flight=2)
+    writes = [(f"k/{i}.json", f"object {i}".encode(), ObjectMetadata()) for i in range(10)]
+    done = []
+    worker = threading.Thread(target=lambda: done.extend(f.result(10) for f in store.submit_many(writes)),
+                              daemon=True)
+    worker.start()
+    worker.join(15)
+    assert not worker.is_alive(), "submit_many blocked on slots held by writes it had not started"
+    assert [r.ok for r in done] == [True] * 10
+    assert all(store.fs.cat_file(f"{store.root}/{key}") == data for key, data, _ in writes)
