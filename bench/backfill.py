@@ -28,7 +28,8 @@ import shutil
 import sys
 
 from archive.sample import generate
-from bench.measure import Run, local_object_span, median_run, ratio, run_command, settle, target
+from bench.measure import (
+    Run, describe, interleaved, local_object_span, median_run, ratios, run_counted, settle, target)
 
 EMAIL_HTML_BYTES = 12 * 1024
 VARIANTS = ("pipeline", "floor", "two_floors", "naive")
@@ -81,30 +82,22 @@ def run_mix(mix: str, count: int, work: str, repeat: int, log) -> dict:
     runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
     outputs = []
     try:
-        for round_number in range(repeat):
-            order = VARIANTS[round_number % len(VARIANTS):] + VARIANTS[:round_number % len(VARIANTS)]
-            for name in order:
-                destination = os.path.join(work, f"out-{mix}-{name}-{round_number}")
-                outputs += [destination, destination + "-outcomes"]
-                settled = settle()
-                run = run_command(commands(inputs, destination)[name], count)
-                run.objects, run.steady_seconds = local_object_span(os.path.join(destination, "sent_messages"))
-                if run.objects != count:
-                    raise RuntimeError(f"{name} wrote {run.objects} objects for {count} messages")
-                run.extra["settled_seconds"] = settled
-                runs[name].append(run)
-                log(f"a/{mix} round {round_number + 1}/{repeat} {name}: {run.messages_per_second:,.0f}/s end to "
-                    f"end, {run.steady_messages_per_second or 0:,.0f}/s steady, {run.peak_rss_mb:,.0f} MB")
+        for round_number, name in interleaved(VARIANTS, repeat):
+            destination = os.path.join(work, f"out-{mix}-{name}-{round_number}")
+            outputs += [destination, destination + "-outcomes"]
+            settled = settle()
+            run = run_counted(commands(inputs, destination)[name], count,
+                              lambda: local_object_span(os.path.join(destination, "sent_messages")))
+            run.extra["settled_seconds"] = settled
+            runs[name].append(run)
+            log(describe(f"a/{mix} round {round_number + 1}/{repeat} {name}", run))
     finally:
         for path in outputs:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(inputs, ignore_errors=True)
     result = {name: median_run(runs[name]) for name in VARIANTS}
-    result["ratios"] = {
-        f"{one}_vs_{other}{suffix}": ratio(result[one][key], result[other][key])
-        for one, other in (("pipeline", "floor"), ("pipeline", "naive"), ("two_floors", "floor"),
-                           ("pipeline", "two_floors"))
-        for suffix, key in (("", "messages_per_second"), ("_steady", "steady_messages_per_second"))}
+    result["ratios"] = ratios(result, (("pipeline", "floor"), ("pipeline", "naive"), ("two_floors", "floor"),
+                                       ("pipeline", "two_floors")))
     return result
 
 
@@ -117,12 +110,12 @@ def run(count: int, mixes: list[str], work: str, repeat: int, log) -> dict:
         report["mixes"][mix] = run_mix(mix, count, work, repeat, log)
     report["targets"] = []
     for mix, result in report["mixes"].items():
-        ratios = result["ratios"]
+        found = result["ratios"]
         report["targets"] += [
-            target(f"{mix}: pipeline >= 1.5 x floor (steady)", ratios["pipeline_vs_floor_steady"], 1.5),
-            target(f"{mix}: pipeline >= 1.5 x floor (end to end)", ratios["pipeline_vs_floor"], 1.5),
-            target(f"{mix}: pipeline >= 3 x naive (steady)", ratios["pipeline_vs_naive_steady"], 3.0),
-            target(f"{mix}: pipeline >= 3 x naive (end to end)", ratios["pipeline_vs_naive"], 3.0),
+            target(f"{mix}: pipeline >= 1.5 x floor (steady)", found["pipeline_vs_floor_steady"], 1.5),
+            target(f"{mix}: pipeline >= 1.5 x floor (end to end)", found["pipeline_vs_floor"], 1.5),
+            target(f"{mix}: pipeline >= 3 x naive (steady)", found["pipeline_vs_naive_steady"], 3.0),
+            target(f"{mix}: pipeline >= 3 x naive (end to end)", found["pipeline_vs_naive"], 3.0),
             target(f"{mix}: pipeline peak RSS < 1.5 GB", result["pipeline"]["peak_rss_mb"], 1536, at_least=False),
         ]
     return report

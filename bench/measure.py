@@ -57,6 +57,37 @@ class Run:
         return data
 
 
+def interleaved(variants: tuple[str, ...], repeat: int):
+    """(round, variant) in the order to run them: round r starts with variant r, so
+    that whatever drifts during a long benchmark falls on every variant alike."""
+    for round_number in range(repeat):
+        first = round_number % len(variants)
+        for name in variants[first:] + variants[:first]:
+            yield round_number, name
+
+
+def run_counted(argv: list[str], messages: int, objects_and_span) -> Run:
+    """`run_command`, then the objects the run left in the store and the span of
+    their write times (`objects_and_span()`); a run that lost any fails."""
+    run = run_command(argv, messages)
+    run.objects, run.steady_seconds = objects_and_span()
+    if run.objects != messages:
+        raise RuntimeError(f"{' '.join(argv[:4])} wrote {run.objects} objects for {messages} messages")
+    return run
+
+
+def describe(label: str, run: Run) -> str:
+    return (f"{label}: {run.messages_per_second:,.0f}/s end to end, "
+            f"{run.steady_messages_per_second or 0:,.1f}/s steady, {run.peak_rss_mb:,.0f} MB")
+
+
+def ratios(result: dict, pairs: tuple[tuple[str, str], ...]) -> dict:
+    """`<one>_vs_<other>` of the end-to-end rates and `..._steady` of the steady ones."""
+    return {f"{one}_vs_{other}{suffix}": ratio(result[one][key], result[other][key])
+            for one, other in pairs
+            for suffix, key in (("", "messages_per_second"), ("_steady", "steady_messages_per_second"))}
+
+
 def median_run(runs: list[Run]) -> dict:
     """The run with the median steady rate (else end-to-end rate), and every run's figures."""
     def rate(run: Run) -> float:

@@ -24,7 +24,7 @@ import shutil
 import sys
 
 from bench.backfill import write_inputs
-from bench.measure import Run, median_run, ratio, run_command, s3_object_span, target
+from bench.measure import Run, describe, interleaved, median_run, ratios, run_counted, s3_object_span, target
 from devservers import gofakes3, toxiproxy
 
 VARIANTS = ("pipeline", "floor", "naive")
@@ -57,20 +57,13 @@ def run(count: int, naive_count: int, work: str, repeat: int, log, workers: int 
         options = store.storage_options(endpoint_url=f"http://{proxy.listen}")
         client = store.boto3_client()
         try:
-            for round_number in range(repeat):
-                order = VARIANTS[round_number % 3:] + VARIANTS[:round_number % 3]
-                for name in order:
-                    bucket = store.create_bucket(f"bench-{name}-{round_number}")
-                    argv = commands(inputs, naive_inputs, bucket, options, workers, in_flight)[name]
-                    expected = naive_count if name == "naive" else count
-                    result = run_command(argv, expected)
-                    result.objects, result.steady_seconds = s3_object_span(client, bucket, "sent_messages/")
-                    if result.objects != expected:
-                        raise RuntimeError(f"{name} wrote {result.objects} objects for {expected} messages")
-                    runs[name].append(result)
-                    log(f"b round {round_number + 1}/{repeat} {name}: {result.messages_per_second:,.0f}/s end "
-                        f"to end, {result.steady_messages_per_second or 0:,.1f}/s steady, "
-                        f"{result.peak_rss_mb:,.0f} MB")
+            for round_number, name in interleaved(VARIANTS, repeat):
+                bucket = store.create_bucket(f"bench-{name}-{round_number}")
+                run = run_counted(commands(inputs, naive_inputs, bucket, options, workers, in_flight)[name],
+                                  naive_count if name == "naive" else count,
+                                  lambda: s3_object_span(client, bucket, "sent_messages/"))
+                runs[name].append(run)
+                log(describe(f"b round {round_number + 1}/{repeat} {name}", run))
         finally:
             shutil.rmtree(inputs, ignore_errors=True)
             shutil.rmtree(naive_inputs, ignore_errors=True)
@@ -84,10 +77,7 @@ def run(count: int, naive_count: int, work: str, repeat: int, log, workers: int 
                                     f"{toxiproxy.TOXIPROXY_VERSION}"},
               "mixes": {"sms": {name: median_run(runs[name]) for name in VARIANTS}}}
     result = report["mixes"]["sms"]
-    result["ratios"] = {
-        f"pipeline_vs_{other}{suffix}": ratio(result["pipeline"][key], result[other][key])
-        for other in ("floor", "naive")
-        for suffix, key in (("", "messages_per_second"), ("_steady", "steady_messages_per_second"))}
+    result["ratios"] = ratios(result, (("pipeline", "floor"), ("pipeline", "naive")))
     report["targets"] = [
         target("pipeline >= 0.8 x raw PUT loop (steady)", result["ratios"]["pipeline_vs_floor_steady"], 0.8),
         target("pipeline >= 50 x naive (steady)", result["ratios"]["pipeline_vs_naive_steady"], 50),
