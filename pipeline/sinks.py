@@ -49,14 +49,14 @@ class WriteJsonLines(beam.PTransform):
 
 
 class _WriteTempFileFn(beam.DoFn):
+    _FLUSH_LINES = 1024  # lines gathered per write call
+
     def __init__(self, temp: str, storage_options: dict):
         self._temp = temp
         self._storage_options = storage_options
 
     def setup(self):
         self._fs, self._temp_path = fsspec.core.url_to_fs(self._temp, **self._storage_options)
-
-    _FLUSH_LINES = 1024  # lines gathered per write call
 
     def start_bundle(self):
         self._handle = None

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -279,6 +280,7 @@ def test_written_ok():
     assert outcome.error is None and outcome.error_class is None and outcome.reason is None
     at = dt.datetime.fromisoformat(outcome.at.replace("Z", "+00:00"))
     assert outcome.at.endswith("Z") and abs(dt.datetime.now(dt.timezone.utc) - at) < dt.timedelta(minutes=1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", outcome.at)  # UTC, to the millisecond
     assert json.loads(outcome.to_json())["status"] == "ARCHIVED"
     assert "5555555" not in outcome.to_json()
 
