@@ -21,11 +21,17 @@ setup(
         "pyarrow>=14",
         "phonenumbers>=8.13",
         "pyyaml>=6",
+        # recipient addresses: RFC 5321/5322 syntax and IDNA domains, strictly
+        "email-validator>=2.1",
+        # the streaming sources and sinks (python -m pipeline.run --kafka_topic / --pubsub_subscription)
+        "confluent-kafka>=2.3",
+        "google-cloud-pubsub>=2.20",
     ],
     extras_require={
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
             "jsonschema>=4.21",
             "psutil>=5.9",
             # real servers and the clouds' own SDKs, to read back what we wrote
@@ -33,8 +39,6 @@ setup(
             "boto3>=1.34",
             "azure-storage-blob>=12.19",
             "google-cloud-storage>=2.14",
-            "google-cloud-pubsub>=2.20",
-            "confluent-kafka>=2.3",
             "aiohttp>=3.9",
             # the benchmark's plots (its smoke run is part of the tests)
             "matplotlib>=3.8",
