@@ -1,21 +1,40 @@
-"""Recipient identities: phone numbers, email addresses, and their key hashes.
+"""Recipient identities: phone numbers, email addresses, push tokens, and their key hashes.
 
-Phone numbers are parsed with libphonenumber (the `phonenumbers` package), so a
-number given as "+1 (555) 555-5555", "15555555555" or, with a default region,
-"(555) 555-5555" all become the same E.164 number.
+Every identity that names a key folder is exactly one recipient, well-formed,
+in one canonical spelling, so one recipient always lands in one folder and a
+field holding two recipients (or a NUL, or a look-alike character) is an
+InvalidMessage instead of a folder named after the first of them:
+
+    "+1 (555) 555-5555"          -> e164              -> "+15555555555"
+    "Jane <Jane@B\u00fccher.example>" -> email_address  -> "jane@xn--bcher-kva.example"
+    " Test_Push_Token12345 "     -> push_token        -> "Test_Push_Token12345"
+    45142169                     -> user_identity     -> "45142169"
+                                                      -> md5_hex -> key segment
+
+Phone numbers are parsed with libphonenumber (the `phonenumbers` package) from
+ASCII digits and the usual punctuation only. Addresses are checked with
+`email_validator` (syntax only: no DNS). Reasons name the field, never the value.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from email.utils import parseaddr
+import unicodedata
+from typing import Any
 
 import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 
 from archive.envelope import InvalidMessage
 
-_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+# libphonenumber folds full-width and Arabic-Indic digits, reads "ext."/"x"/";ext="
+# as an extension it drops from E.164, and skips NBSP, en dashes and stray "+":
+# each would let a malformed or doubled value through, so the input alphabet is
+# ASCII digits, one leading "+", and spaces ( ) . - / between them.
+_PHONE_TEXT = re.compile(r"\+?[0-9 ().\-/]*[0-9][0-9 ().\-/]*")
+_PHONE_PUNCTUATION = re.compile(r"[ ().\-/]")
+_PHONE_MAX_CHARS = 64  # E.164 has 15 digits; generous room for punctuation
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ITU-T E.164: at most 15 digits
 
 
@@ -37,9 +56,15 @@ def e164(number: str, default_region: str | None, field: str = "to") -> str:
     Without a default region only the country-code reading is tried; a number
     with a leading 0 is never in country-code format.
     """
-    text = number.strip()
+    text = number.strip(" ")
     if not text:
         raise InvalidMessage(f"{field} is empty", field)
+    if len(text) > _PHONE_MAX_CHARS:
+        raise InvalidMessage(f"{field} is too long for a phone number", field)
+    if not _PHONE_TEXT.fullmatch(text):
+        raise InvalidMessage(
+            f"{field} is not a phone number: it holds characters other than ASCII digits, "
+            f"a leading +, spaces and ( ) . - /", field)
     compact = _PHONE_PUNCTUATION.sub("", text)
     if compact.startswith("00"):
         compact = "+" + compact[2:]
@@ -77,17 +102,122 @@ def country_code_format(e164_number: str) -> str:
     return e164_number.lstrip("+")
 
 
-def email_address(value: str, field: str = "to") -> str:
-    """The bare address of an email recipient, lower-cased.
+# RFC 5322 display-name = phrase: words (atoms, or quoted strings) separated by
+# spaces. Atoms take UTF-8 (RFC 6532) and "." (obs-phrase, which RFC 5322 says
+# receivers accept: "Jane Q. Doe"), never a special that could start a second
+# address ("<", ">", "@", ",", ";", ":"). email_validator's own display-name
+# reader refuses both UTF-8 and ".", hence this one.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+"
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_PHRASE = re.compile(rf"(?:{_ATOM}|{_QUOTED})(?: *(?:{_ATOM}|{_QUOTED}))*")
+_EMAIL_MAX_CHARS = 998  # RFC 5322's line limit: more is not a header value
+# Invisible or line-breaking characters: controls (NUL, CR, LF, TAB), format
+# characters (zero-width, bidi overrides), separators, unassigned, private use.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
-    Accepts "customer@example.com" and "Customer <Customer@Example.com>".
+
+def email_address(value: str, field: str = "to") -> str:
+    """The key identity of one email recipient: its address, lower-cased, with
+    the domain in its IDNA ASCII form ("xn--..."); InvalidMessage otherwise.
+
+    Accepts "customer@example.com" and "Customer <Customer@Example.com>" (one
+    address, with a well-formed display name), surrounded by spaces or not.
+    Refuses lists ("a@x.com, b@x.com"), groups, comments, quoted local parts,
+    domain literals, special-use domains (.invalid, .local, ...), any control or
+    invisible character, and values longer than 998 characters.
+
+    Why the ASCII domain: "b\u00fccher.example" and "xn--bcher-kva.example" are
+    one domain, and the A-label is the form DNS and SMTP carry, has one
+    spelling for every Unicode spelling (NFC/NFD, full-width dots, case), and
+    lower-cases without locale rules. The local part keeps its UTF-8 (NFC)
+    and is lower-cased with the rest: both seeds' identity is "the address",
+    Braze's explicitly downcased.
     """
-    _, address = parseaddr(value)
-    address = address.strip()
-    local, at, domain = address.rpartition("@")
-    # parseaddr repairs some malformed input (it drops a space inside a domain):
-    # the address must stand in the value exactly as it is hashed.
-    if (not at or not local or not domain or "." not in domain.strip(".")
-            or any(c.isspace() for c in address) or address not in value):
-        raise InvalidMessage(f"{field} is not an email address", field)
-    return address.lower()
+    try:
+        address = _addr_spec(value)
+        checked = validate_email(
+            address, check_deliverability=False, allow_display_name=False, allow_quoted_local=False,
+            allow_domain_literal=False, allow_empty_local=False, strict=True)
+    except (EmailNotValidError, ValueError, TypeError):
+        # email_validator's message may quote part of the domain: never echoed.
+        raise InvalidMessage(f"{field} is not an email address", field) from None
+    return f"{checked.local_part}@{checked.ascii_domain}".lower()
+
+
+def _addr_spec(value: str) -> str:
+    """The address inside "addr" or "display name <addr>"; ValueError when the
+    value is not exactly one of those."""
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    text = value.strip(" ")
+    if not text or len(text) > _EMAIL_MAX_CHARS:
+        raise ValueError("empty or too long")
+    if any(c.isspace() and c != " " or unicodedata.category(c) in _INVISIBLE for c in text):
+        raise ValueError("invisible character")
+    if not text.endswith(">"):
+        return text  # a bare addr-spec; "<" or ">" inside it fails its own check
+    # The addr-spec holds no "<" (quoted local parts are refused), so the last
+    # "<" opens it and everything before is the display name.
+    opening = text.rfind("<")
+    if opening < 0:
+        raise ValueError("no opening angle bracket")
+    phrase = text[:opening].rstrip(" ")
+    if phrase and not _PHRASE.fullmatch(phrase):
+        raise ValueError("malformed display name")
+    return text[opening + 1:-1]
+
+
+def email_addresses(value: Any, field: str) -> tuple[str, ...]:
+    """The key identities of a cc/bcc field: one address per entry, each as
+    `email_address` reads it. A string is one entry; absent is none."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (email_address(value, field),)
+    if not isinstance(value, list):
+        raise InvalidMessage(f"{field} must be an array of strings or a string", field)
+    found = []
+    for index, entry in enumerate(value):
+        try:
+            found.append(email_address(entry, field))
+        except InvalidMessage:
+            raise InvalidMessage(f"{field}[{index}] is not an email address", field) from None
+    return tuple(found)
+
+
+# One token, in the characters of APNs (hex), FCM ("name:APA91b-_..."), ADM
+# ("amzn1.adm-registration.v3....="), and web push endpoint URLs (RFC 3986
+# characters): no space, comma or semicolon that would join two, no quote or
+# bracket of a JSON list, nothing outside ASCII.
+_PUSH_TOKEN = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+=%]+")
+_PUSH_TOKEN_MAX_CHARS = 4096
+
+
+def push_token(value: str, field: str = "to") -> str:
+    """A push token, trimmed of surrounding spaces, case kept (the profile
+    decides: Braze downcases); InvalidMessage when it is not one token."""
+    text = value.strip(" ") if isinstance(value, str) else ""
+    if not text:
+        raise InvalidMessage(f"{field} is empty", field)
+    if len(text) > _PUSH_TOKEN_MAX_CHARS:
+        raise InvalidMessage(f"{field} is too long for a push token", field)
+    if not _PUSH_TOKEN.fullmatch(text):
+        raise InvalidMessage(f"{field} is not one push token", field)
+    return text
+
+
+_USER_IDENTITY_MAX_CHARS = 1024
+
+
+def user_identity(value: Any, field: str = "user_id") -> str:
+    """CleverTap's device or customer identity as its key hashes it: an integer's
+    digits, or a string as given. The string is hashed byte for byte and also
+    archived as user_id, so it is never trimmed: surrounding spaces, controls
+    and invisible characters make it InvalidMessage instead of a second folder."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if (isinstance(value, str) and value.strip() and value == value.strip(" ")
+            and len(value) <= _USER_IDENTITY_MAX_CHARS
+            and not any(c.isspace() and c != " " or unicodedata.category(c) in _INVISIBLE for c in value)):
+        return value
+    raise InvalidMessage(f"{field} is not a usable identity", field)

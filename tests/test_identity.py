@@ -1,4 +1,9 @@
-"""Recipient identities: phone numbers, email addresses and their MD5 key segments."""
+"""Recipient identities: phone numbers, email addresses, push tokens and their MD5 key segments.
+
+Each rule is "exactly one recipient, well-formed": hostile values (NUL, two
+recipients in one field, look-alike characters, over-long) are rejected with
+a reason that names the field and never echoes the value.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,11 @@ import hashlib
 import pytest
 
 from archive.envelope import InvalidMessage
-from archive.identity import country_code_format, e164, email_address, md5_hex
+from archive.identity import (
+    country_code_format, e164, email_address, email_addresses, md5_hex, push_token, user_identity,
+)
+from archive.profiles import BuildContext, get_profile
+from archive.envelope import decode
 
 E164 = [
     # (number, default region, E.164)
@@ -53,10 +62,10 @@ BAD_NUMBERS = [
     # (number, default region, reason substring)
     pytest.param("", None, "is empty", id="empty"),
     pytest.param("   ", "US", "is empty", id="blank"),
-    pytest.param("abc", None, "no default region", id="letters-no-region"),
-    pytest.param("abc", "US", "not a possible phone number", id="letters-us"),
-    pytest.param("call me", "GB", "not a possible phone number", id="words-gb"),
-    pytest.param("n/a", "IN", "not a possible phone number", id="n/a"),
+    pytest.param("abc", None, "characters other than", id="letters-no-region"),
+    pytest.param("abc", "US", "characters other than", id="letters-us"),
+    pytest.param("call me", "GB", "characters other than", id="words-gb"),
+    pytest.param("n/a", "IN", "characters other than", id="n/a"),
     pytest.param("+1", None, "not a possible phone number", id="country-code-only"),
     pytest.param("12", None, "no default region", id="two-digits"),
     pytest.param("12", "US", "not a possible phone number", id="two-digits-us"),
@@ -66,8 +75,40 @@ BAD_NUMBERS = [
     # Written the US national way, with no region to say which country: not
     # a number to guess a country for (the digits also spell +65 Singapore).
     pytest.param("(650) 253-0000", None, "no default region", id="us-national-format-without-region"),
-    pytest.param("1555555555a", None, "no default region", id="trailing-letter"),
+    pytest.param("1555555555a", None, "characters other than", id="trailing-letter"),
     pytest.param("0000", "GB", "not a possible phone number", id="zeros"),
+    # Hostile input: one number, in ASCII digits, and nothing else.
+    pytest.param("+15555555555\x00", None, "characters other than", id="trailing-nul"),
+    pytest.param("\x00+15555555555", None, "characters other than", id="leading-nul"),
+    pytest.param("+1555555\x005555", None, "characters other than", id="inner-nul"),
+    pytest.param("+15555555555\n", None, "characters other than", id="trailing-newline"),
+    pytest.param("+1 555\t555 5555", None, "characters other than", id="tab"),
+    pytest.param("\u200b+15555555555", None, "characters other than", id="zero-width-space"),
+    pytest.param("+1\u00a0555\u00a0555\u00a05555", None, "characters other than", id="no-break-spaces"),
+    pytest.param("+1\u2013555\u2013555\u20135555", None, "characters other than", id="en-dashes"),
+    pytest.param("+\uff11\uff15\uff15\uff15\uff15\uff15\uff15\uff15\uff15\uff15\uff15", None,
+                 "characters other than", id="full-width-digits"),
+    pytest.param("+\u0661\u0665\u0665\u0665\u0665\u0665\u0665\u0665\u0665\u0665\u0665", None,
+                 "characters other than", id="arabic-indic-digits"),
+    pytest.param("+\u06f1\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5", None,
+                 "characters other than", id="persian-digits"),
+    pytest.param("+1555555555\u0665", None, "characters other than", id="one-look-alike-digit"),
+    pytest.param("+15555555555 +15555555556", None, "characters other than", id="two-numbers-space"),
+    pytest.param("+15555555555,+15555555556", None, "characters other than", id="two-numbers-comma"),
+    pytest.param("+15555555555;+442079460958", None, "characters other than", id="two-numbers-semicolon"),
+    pytest.param("+16502530000+16502530001", None, "characters other than", id="two-numbers-run-together"),
+    pytest.param("6502530000 6502530001", "US", "not a possible phone number", id="two-national-numbers"),
+    pytest.param("15555555555/15555555556", "US", "not a possible phone number", id="two-numbers-slash"),
+    pytest.param("+15555555555 ext. 1234", None, "characters other than", id="extension-ext"),
+    pytest.param("+15555555555x12", None, "characters other than", id="extension-x"),
+    pytest.param("+15555555555;ext=12", None, "characters other than", id="extension-rfc3966"),
+    pytest.param("tel:+1-555-555-5555", None, "characters other than", id="tel-uri"),
+    pytest.param("++15555555555", None, "characters other than", id="double-plus"),
+    pytest.param("1+5555555555", None, "characters other than", id="inner-plus"),
+    pytest.param("*+15555555555", None, "characters other than", id="star"),
+    pytest.param("+15555555555#", None, "characters other than", id="hash"),
+    pytest.param("+1" + "5" * 200, None, "too long", id="over-long-digits"),
+    pytest.param("+1 555 555 5555" + " " * 100 + "0", None, "too long", id="over-long-padding-inside"),
 ]
 
 
@@ -116,6 +157,28 @@ EMAILS = [
     pytest.param('"Doe, Jane" <Jane.Doe@Example.com>', "jane.doe@example.com", id="quoted-display-name"),
     pytest.param("<a@b.co>", "a@b.co", id="angle-brackets"),
     pytest.param("first.last+tag@sub.example.co.uk", "first.last+tag@sub.example.co.uk", id="plus-and-subdomain"),
+    pytest.param("Customer<customer@example.com>", "customer@example.com", id="display-name-unspaced"),
+    pytest.param("Customer   <customer@example.com>  ", "customer@example.com", id="display-name-spaces"),
+    pytest.param('"" <customer@example.com>', "customer@example.com", id="empty-quoted-display-name"),
+    pytest.param('"a@example.com, b" <customer@example.com>', "customer@example.com",
+                 id="quoted-display-name-with-specials"),
+    pytest.param('"Jane \\"JD\\" Doe" <customer@example.com>', "customer@example.com",
+                 id="quoted-display-name-escaped-quotes"),
+    pytest.param("J\u00e9r\u00f4me Dupont <customer@example.com>", "customer@example.com",
+                 id="utf-8-display-name-rfc6532"),
+    pytest.param("Jane Q. Doe <customer@example.com>", "customer@example.com", id="obs-phrase-period"),
+    pytest.param("=?utf-8?q?Jos=C3=A9?= <customer@example.com>", "customer@example.com",
+                 id="encoded-word-display-name"),
+    # IDNA: one canonical form, the ASCII (A-label) domain, lower-cased.
+    pytest.param("user@b\u00fccher.example", "user@xn--bcher-kva.example", id="idn-unicode"),
+    pytest.param("user@xn--bcher-kva.example", "user@xn--bcher-kva.example", id="idn-punycode"),
+    pytest.param("User@XN--BCHER-KVA.Example", "user@xn--bcher-kva.example", id="idn-punycode-upper"),
+    pytest.param("user@B\u00dcCHER.example", "user@xn--bcher-kva.example", id="idn-unicode-upper"),
+    pytest.param("user@bu\u0308cher.example", "user@xn--bcher-kva.example", id="idn-decomposed"),
+    pytest.param("user@example\u3002com", "user@example.com", id="ideographic-full-stop"),
+    pytest.param("user@fa\u00df.de", "user@xn--fa-hia.de", id="idna2008-sharp-s"),
+    pytest.param("J\u00f6rg@example.com", "j\u00f6rg@example.com", id="utf-8-local-part-lower-cased"),
+    pytest.param("Jo\u0308rg@example.com", "j\u00f6rg@example.com", id="utf-8-local-part-nfc"),
 ]
 
 
@@ -137,6 +200,53 @@ BAD_EMAILS = [
     pytest.param("a@b.", id="domain-trailing-dot"),
     pytest.param("a@...", id="domain-dots"),
     pytest.param("a@b@c.com", id="two-ats"),
+    # More than one recipient in one field.
+    pytest.param("a@example.com, b@example.com", id="two-comma"),
+    pytest.param("a@example.com,b@example.com", id="two-comma-unspaced"),
+    pytest.param("a@example.com; b@example.com", id="two-semicolon"),
+    pytest.param("a@example.com b@example.com", id="two-space"),
+    pytest.param("A <a@example.com>, B <b@example.com>", id="two-display-names"),
+    pytest.param("<a@example.com> <b@example.com>", id="two-angle-addrs"),
+    pytest.param("a@example.com <b@example.com>", id="address-as-display-name"),
+    pytest.param("Group: a@example.com, b@example.com;", id="group"),
+    pytest.param("Group: a@example.com;", id="group-of-one"),
+    # Control and invisible characters.
+    pytest.param("a@example.com\x00", id="trailing-nul"),
+    pytest.param("a\x00@example.com", id="nul-in-local-part"),
+    pytest.param("Na\x00me <a@example.com>", id="nul-in-display-name"),
+    pytest.param("a@example.com\r\nBcc: x@example.com", id="header-injection"),
+    pytest.param("Name\r\n <a@example.com>", id="folded-display-name"),
+    pytest.param("a@example.com\n", id="trailing-newline"),
+    pytest.param("\ta@example.com", id="leading-tab"),
+    pytest.param("a\u200b@example.com", id="zero-width-space"),
+    pytest.param("a@\u202eexample.com", id="rtl-override"),
+    pytest.param("a@example.com\u00a0", id="trailing-no-break-space"),
+    pytest.param("a@example.com\u2028", id="line-separator"),
+    # Malformed.
+    pytest.param("a@example..com", id="two-dots-in-domain"),
+    pytest.param("a..b@example.com", id="two-dots-in-local-part"),
+    pytest.param(".a@example.com", id="leading-dot-local"),
+    pytest.param("a.@example.com", id="trailing-dot-local"),
+    pytest.param("Name <a@example.com", id="unclosed-angle"),
+    pytest.param("a@example.com>", id="stray-close-angle"),
+    pytest.param("<<a@example.com>>", id="double-angle"),
+    pytest.param("Name <a@example.com> trailing", id="text-after-angle-addr"),
+    pytest.param("Jane <Doe> <a@example.com>", id="angle-in-display-name"),
+    pytest.param('"Jane <a@example.com>', id="unclosed-quote"),
+    pytest.param('Jane" <a@example.com>', id="stray-quote"),
+    pytest.param("Jane, <a@example.com>", id="comma-in-unquoted-display-name"),
+    pytest.param("< a@example.com >", id="spaces-inside-angles"),
+    pytest.param("a@example.com (comment)", id="comment"),
+    pytest.param("mailto:a@example.com", id="mailto-uri"),
+    pytest.param('"a b"@example.com', id="quoted-local-part"),
+    pytest.param("a@[127.0.0.1]", id="domain-literal"),
+    pytest.param("a@-example.com", id="hyphen-leading-label"),
+    pytest.param("a@exa_mple.com", id="underscore-in-domain"),
+    pytest.param("a@example.invalid", id="special-use-domain"),
+    pytest.param("a\uff20example.com", id="full-width-at-sign"),
+    pytest.param("a" * 65 + "@example.com", id="local-part-over-64"),
+    pytest.param("a@" + ("b" * 63 + ".") * 4 + "com", id="domain-over-253"),
+    pytest.param("x" * 2000 + " <a@example.com>", id="over-long-display-name"),
 ]
 
 
@@ -164,6 +274,185 @@ MD5 = [
 @pytest.mark.parametrize("identity, digest", MD5)
 def test_md5_hex(identity, digest):
     assert md5_hex(identity) == digest
+
+
+@pytest.mark.parametrize("a, b", [
+    pytest.param("user@b\u00fccher.example", "user@xn--bcher-kva.example", id="unicode-vs-punycode"),
+    pytest.param("User@B\u00fccher.Example", "user@xn--bcher-kva.example", id="case-and-idna"),
+    pytest.param("Jane <user@xn--bcher-kva.example>", "user@b\u00fccher.example", id="display-name-and-idna"),
+])
+def test_email_spellings_of_one_address_share_one_digest(a, b):
+    assert md5_hex(email_address(a)) == md5_hex(email_address(b))
+
+
+@pytest.mark.parametrize("value, expected", [
+    pytest.param(None, (), id="absent"),
+    pytest.param([], (), id="empty-list"),
+    pytest.param("a@example.com", ("a@example.com",), id="one-string"),
+    pytest.param(["A@Example.com", "Boss <b@example.com>"], ("a@example.com", "b@example.com"), id="list"),
+])
+def test_email_addresses(value, expected):
+    assert email_addresses(value, "cc") == expected
+
+
+@pytest.mark.parametrize("value, reason", [
+    pytest.param("a@example.com, b@example.com", "cc is not an email address", id="string-with-two"),
+    pytest.param(["a@example.com", "b@example.com, c@example.com"], "cc[1] is not an email address",
+                 id="entry-with-two"),
+    pytest.param(["a@example.com", "a@example.com\x00"], "cc[1] is not an email address", id="entry-with-nul"),
+    pytest.param([""], "cc[0] is not an email address", id="empty-entry"),
+    pytest.param(["a@example.com", 7], "cc[1] is not an email address", id="entry-not-a-string"),
+    pytest.param({"a": "a@example.com"}, "cc must be an array of strings or a string", id="mapping"),
+])
+def test_email_addresses_rejects(value, reason):
+    with pytest.raises(InvalidMessage) as caught:
+        email_addresses(value, "cc")
+    assert caught.value.reason == reason
+    assert caught.value.field == "cc"
+
+
+PUSH_TOKENS = [
+    # (token, as returned: trimmed, case kept; the profile decides case)
+    pytest.param("Test_Push_Token12345", "Test_Push_Token12345", id="braze-seed-token"),
+    pytest.param("  Test_Push_Token12345  ", "Test_Push_Token12345", id="padded"),
+    pytest.param("frfsgvrwe:APfdsafsgdfsgghfgfgjkhfsfgdhjhbvcvnetry767456fxsasdf",
+                 "frfsgvrwe:APfdsafsgdfsgghfgfgjkhfsfgdhjhbvcvnetry767456fxsasdf", id="fcm-clevertap-seed"),
+    pytest.param("9f" * 32, "9f" * 32, id="apns-hex"),
+    pytest.param("amzn1.adm-registration.v3.Y29tLmFtYXpvbi5EZXZpY2VNZXNzYWdpbmc=",
+                 "amzn1.adm-registration.v3.Y29tLmFtYXpvbi5EZXZpY2VNZXNzYWdpbmc=", id="kindle-adm"),
+    pytest.param("https://fcm.googleapis.com/fcm/send/dQw4w9WgXcQ:APA91bH-x_y",
+                 "https://fcm.googleapis.com/fcm/send/dQw4w9WgXcQ:APA91bH-x_y", id="web-push-endpoint"),
+    pytest.param("https://db5p.notify.windows.com/w/?token=BQYAAAB%2b&x=1",
+                 "https://db5p.notify.windows.com/w/?token=BQYAAAB%2b&x=1", id="wns-endpoint-query"),
+    pytest.param("t" * 4096, "t" * 4096, id="longest"),
+]
+
+
+@pytest.mark.parametrize("value, expected", PUSH_TOKENS)
+def test_push_token(value, expected):
+    assert push_token(value) == expected
+
+
+BAD_PUSH_TOKENS = [
+    pytest.param("", "to is empty", id="empty"),
+    pytest.param("   ", "to is empty", id="blank"),
+    pytest.param("tok\x00", "to is not one push token", id="trailing-nul"),
+    pytest.param("to\x00k", "to is not one push token", id="inner-nul"),
+    pytest.param("tok1 tok2", "to is not one push token", id="two-space"),
+    pytest.param("tok1,tok2", "to is not one push token", id="two-comma"),
+    pytest.param("tok1;tok2", "to is not one push token", id="two-semicolon"),
+    pytest.param("tok1\ntok2", "to is not one push token", id="two-lines"),
+    pytest.param('["tok1", "tok2"]', "to is not one push token", id="json-array"),
+    pytest.param("tok\t", "to is not one push token", id="tab"),
+    pytest.param("tok\u200b", "to is not one push token", id="zero-width-space"),
+    pytest.param("\uff54\uff4f\uff4b", "to is not one push token", id="full-width"),
+    pytest.param("t\u00f6k", "to is not one push token", id="non-ascii"),
+    pytest.param("tok<script>", "to is not one push token", id="angle-brackets"),
+    pytest.param("t" * 4097, "to is too long for a push token", id="over-long"),
+]
+
+
+@pytest.mark.parametrize("value, reason", BAD_PUSH_TOKENS)
+def test_push_token_rejects(value, reason):
+    with pytest.raises(InvalidMessage) as caught:
+        push_token(value, "to")
+    assert caught.value.reason == reason
+    assert caught.value.field == "to"
+
+
+@pytest.mark.parametrize("value, expected", [
+    pytest.param(45142169, "45142169", id="clevertap-seed-integer"),
+    pytest.param("45142169", "45142169", id="string-digits"),
+    pytest.param("__" + "ab" * 16, "__" + "ab" * 16, id="device-identity"),
+    pytest.param("CUST-123456", "CUST-123456", id="customer-identity"),
+    pytest.param("jane.doe@example.com", "jane.doe@example.com", id="customer-identity-email"),
+    pytest.param("J\u00f6rg M\u00fcller", "J\u00f6rg M\u00fcller", id="inner-space-and-utf-8"),
+    pytest.param("u" * 1024, "u" * 1024, id="longest"),
+])
+def test_user_identity(value, expected):
+    assert user_identity(value, "user_id") == expected
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("", id="empty"),
+    pytest.param("   ", id="blank"),
+    pytest.param(" cust-1", id="leading-space"),
+    pytest.param("cust-1 ", id="trailing-space"),
+    pytest.param("cust-1\x00", id="nul"),
+    pytest.param("cust-1\ncust-2", id="newline"),
+    pytest.param("cust\t1", id="tab"),
+    pytest.param("cust\u200b1", id="zero-width-space"),
+    pytest.param("cust\u202e1", id="rtl-override"),
+    pytest.param("cust\u00a01", id="no-break-space"),
+    pytest.param("u" * 1025, id="over-long"),
+    pytest.param(True, id="bool"),
+    pytest.param(1.5, id="float"),
+    pytest.param(None, id="none"),
+])
+def test_user_identity_rejects(value):
+    with pytest.raises(InvalidMessage) as caught:
+        user_identity(value, "user_id")
+    assert caught.value.reason == "user_id is not a usable identity"
+    assert caught.value.field == "user_id"
+
+
+# --- through the profiles: the key's identity and the fields beside it ---------------------
+
+_CT_EMAIL = {"channel": "Email", "to": "customer@example.com", "subject": "S", "from_address": "n@example.com",
+             "sent_at": 1722443282680, "message_id": "m1", "campaign_id": 1, "campaign_name": "C", "user_id": 1}
+_CT_PUSH = {"channel": "Push", "to": "frfsgvrwe:APfdsafsg", "payload": {}, "platform": "iOS",
+            "sent_at": 1722443282680, "message_id": "m1", "campaign_id": 1, "campaign_name": "C", "user_id": 1}
+_BZ_EMAIL = {"channel": "email", "to": "customer@example.com", "subject": "S", "from_address": "n@example.com",
+             "sent_at": 1722443282, "dispatch_id": "d1"}
+_BZ_PUSH = {"channel": "push", "to": "Test_Push_Token12345", "payload": {}, "platform": "ios_push",
+            "sent_at": 1722443282, "dispatch_id": "d1"}
+
+
+def _build(profile, record):
+    return get_profile(profile).build(decode(record), BuildContext(1725435360123, None))
+
+
+@pytest.mark.parametrize("profile, record", [
+    pytest.param("clevertap", _CT_EMAIL, id="clevertap"),
+    pytest.param("braze", _BZ_EMAIL, id="braze"),
+])
+def test_idn_spellings_share_one_key_in_each_profile(profile, record):
+    unicode = _build(profile, {**record, "to": "User@B\u00fccher.example"})
+    punycode = _build(profile, {**record, "to": "user@xn--bcher-kva.example"})
+    assert unicode.key_stem == punycode.key_stem
+    assert md5_hex("user@xn--bcher-kva.example") in unicode.key_stem
+    assert unicode.payload["to"] == "User@B\u00fccher.example"  # the archive keeps what was sent
+
+
+PROFILE_HOSTILE = [
+    # (profile, record, field)
+    pytest.param("clevertap", {**_CT_EMAIL, "to": "a@example.com, b@example.com"}, "to", id="ct-to-two"),
+    pytest.param("braze", {**_BZ_EMAIL, "to": "a@example.com, b@example.com"}, "to", id="bz-to-two"),
+    pytest.param("braze", {**_BZ_EMAIL, "to": "a@example.com\x00"}, "to", id="bz-to-nul"),
+    pytest.param("clevertap", {**_CT_EMAIL, "cc": "a@example.com, b@example.com"}, "cc", id="ct-cc-string-two"),
+    pytest.param("clevertap", {**_CT_EMAIL, "cc": ["a@example.com", "b@example..com"]}, "cc", id="ct-cc-bad-entry"),
+    pytest.param("clevertap", {**_CT_EMAIL, "bcc": ["a@example.com; b@example.com"]}, "bcc", id="ct-bcc-two"),
+    pytest.param("braze", {**_BZ_PUSH, "to": "tok1,tok2"}, "to", id="bz-push-two-tokens"),
+    pytest.param("braze", {**_BZ_PUSH, "to": "tok\x00"}, "to", id="bz-push-nul"),
+    pytest.param("clevertap", {**_CT_PUSH, "to": "tok1 tok2"}, "to", id="ct-push-two-tokens"),
+    pytest.param("clevertap", {**_CT_PUSH, "user_id": "dev-1\x00"}, "user_id", id="ct-push-identity-nul"),
+    pytest.param("clevertap", {**_CT_PUSH, "user_id": None, "device_identity": "dev 1 "}, "user_id",
+                 id="ct-push-identity-trailing-space"),
+]
+
+
+@pytest.mark.parametrize("profile, record, field", PROFILE_HOSTILE)
+def test_profiles_refuse_hostile_recipients(profile, record, field):
+    with pytest.raises(InvalidMessage) as caught:
+        _build(profile, record)
+    assert caught.value.field == field
+    for secret in ("a@example.com", "b@example.com", "tok1", "dev-1"):
+        assert secret not in caught.value.reason
+
+
+def test_clevertap_cc_and_bcc_are_archived_as_given():
+    entry = _build("clevertap", {**_CT_EMAIL, "cc": ["Boss <B@example.com>"], "bcc": "audit@example.com"})
+    assert entry.payload["cc"] == ["Boss <B@example.com>"] and entry.payload["bcc"] == "audit@example.com"
 
 
 def test_md5_hex_is_case_sensitive():

@@ -62,7 +62,7 @@ class BrazeProfile(Profile):
         if channel == "email":
             recipient = identity.email_address(to)
         elif channel == "push":
-            recipient = to.strip().lower()
+            recipient = identity.push_token(to).lower()
             computed["platform"] = push_platform(envelope) + "_push"
         else:
             recipient = computed["to"] = identity.e164(to, context.default_region)

@@ -66,13 +66,16 @@ class CleverTapProfile(Profile):
             if user is None:
                 raise InvalidMessage(
                     "push needs device_identity, customer_identity or user_id for its key", "user_id")
-            recipient = str(user)
+            identity.push_token(to)  # archived as given, but one well-formed token
+            recipient = identity.user_identity(user, "user_id")
             platform = push_platform(envelope)
             if platform not in _PLATFORM_NAMES:
                 raise InvalidMessage("the clevertap profile archives push for iOS or Android only", "platform")
             computed["platform"] = _PLATFORM_NAMES[platform]
         elif channel == "email":
             recipient = identity.email_address(to)
+            for name in ("cc", "bcc"):  # archived as given, but each entry one address
+                identity.email_addresses(envelope.get(name), name)
         else:
             recipient = computed["to"] = identity.country_code_format(
                 identity.e164(to, context.default_region))
