@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 from archive import encoding
 from archive.envelope import (
-    DEFAULT_MAX_MESSAGE_BYTES, Envelope, InvalidMessage, canonical_channel, canonical_json, decode,
-    derived_message_id,
+    DEFAULT_MAX_MESSAGE_BYTES, INT64_MAX, INT64_MIN, Envelope, InvalidMessage, canonical_channel, canonical_json, decode,
+    derived_message_id, parse_json,
 )
 from archive.errors import describe
 from archive.outcome import ARCHIVED, FAILED, INVALID, SKIPPED, DeadLetter, Outcome
@@ -87,11 +87,17 @@ class Archiver:
                     profile, codec, tenant.channels,
                     *codec.object_metadata(tenant.destination.http_content_encoding))
 
-    def prepare(self, raw: bytes | str | Mapping[str, Any], source: str | None = None,
-                now_millis: int | None = None) -> ArchiveRequest | Outcome:
+    def prepare(self, raw: bytes | str | Mapping[str, Any] | None, source: str | None = None,
+                received_millis: int | None = None) -> ArchiveRequest | Outcome:
         """Key and bytes for one input record, or the outcome that says why it is
         not archived (SKIPPED: its channel is not enabled for its tenant; FAILED:
-        its tenant is unknown). Raises InvalidMessage for bad input."""
+        its tenant is unknown). Raises InvalidMessage for bad input, and nothing else.
+
+        `received_millis` is the time the source stamped on the record (a Kafka
+        record's timestamp, a Pub/Sub publish time), which a replay sees again;
+        None for a file. It stands for a missing `sent_at`; the archive's own
+        clock never decides an archived byte.
+        """
         envelope = decode(raw, self.config.max_message_bytes)
         tenant = envelope.tenant if envelope.tenant is not None else self.config.default_tenant
         if not tenant.strip():
@@ -107,13 +113,8 @@ class Archiver:
             return self._not_archived(
                 SKIPPED, envelope, tenant, rules.profile.name, source,
                 reason=f"archiving of {envelope.channel} is not enabled for this tenant")
-        now = now_millis if now_millis is not None else int(time.time() * 1000)
-        entry = rules.profile.build(envelope, BuildContext(now, self.config.default_region))
-        try:
-            document = encoding.payload_json(entry.payload)
-        except UnicodeEncodeError:
-            raise InvalidMessage("a string holds an unpaired surrogate escape: not valid Unicode") from None
-        data = rules.codec.compress(document)
+        entry = rules.profile.build(envelope, BuildContext(received_millis, self.config.default_region))
+        data = rules.codec.compress(encoding.payload_json(entry.payload))
         return ArchiveRequest(
             message_id=entry.message_id,
             tenant=tenant,
@@ -152,11 +153,12 @@ class Archiver:
         return Outcome(FAILED, error_class=result.error_class.value if result.error_class else "unknown",
                        error="failed to archive: " + describe(result.error), **common)
 
-    def rejected(self, raw: bytes | str | Mapping[str, Any], error: InvalidMessage,
+    def rejected(self, raw: bytes | str | Mapping[str, Any] | None, error: InvalidMessage,
                  source: str | None = None) -> tuple[Outcome, DeadLetter]:
-        """INVALID, and the original bytes kept whole as a dead letter."""
+        """INVALID, and the original bytes kept whole as a dead letter. Never raises."""
         dead_letter = self.dead_letter(raw, error.reason, error.field, source)
-        fields = _best_effort_fields(raw)
+        # A record over the size limit is not parsed again just to name it.
+        fields = _best_effort_fields(raw) if len(dead_letter.data) <= self.config.max_message_bytes else {}
         outcome = Outcome(
             INVALID, message_id=fields.get("message_id"), tenant=fields.get("tenant"),
             channel=fields.get("channel"), profile=self.profile.name, reason=error.reason,
@@ -165,29 +167,81 @@ class Archiver:
         return outcome, dead_letter
 
     @staticmethod
-    def dead_letter(raw: bytes | str | Mapping[str, Any], reason: str, field: str | None = None,
+    def dead_letter(raw: bytes | str | Mapping[str, Any] | None, reason: str, field: str | None = None,
                     source: str | None = None) -> DeadLetter:
         """The original bytes of a message that was not archived, kept whole."""
         data = raw_bytes(raw)
         return DeadLetter(hashlib.sha256(data).hexdigest(), reason, field, source, data)
 
 
-def raw_bytes(raw: bytes | str | Mapping[str, Any]) -> bytes:
+def raw_bytes(raw: bytes | str | Mapping[str, Any] | None) -> bytes:
+    """The input's bytes, for any input: never raises.
+
+    A str gives back the bytes it was decoded from (surrogateescape), or, when
+    it holds lone surrogates no bytes decode to, its code points as they are
+    (surrogatepass). A mapping (a Parquet row) is kept as canonical JSON; one
+    that JSON cannot hold (NaN, bytes, lone surrogates, deeper than Python's
+    stack) as JSON-like text with those values spelled out.
+    """
     if isinstance(raw, (bytes, bytearray, memoryview)):
         return bytes(raw)
+    if raw is None:  # a Kafka tombstone: there are no bytes
+        return b""
     if isinstance(raw, str):
-        return raw.encode("utf-8", "surrogateescape")
-    return canonical_json(raw)
+        try:
+            return raw.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return raw.encode("utf-8", "surrogatepass")
+    try:
+        return canonical_json(raw)
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+        return _lenient_json(raw).encode("utf-8", "surrogatepass")
+
+
+def _lenient_json(value: Any) -> str:
+    """Canonical-JSON-like text of any value, built without recursion: keys sorted
+    by their text, what JSON cannot hold as repr() strings or bare NaN/Infinity."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            items = sorted(((str(k), v) for k, v in item.items()), key=lambda kv: kv[0])
+            stack.append(_Text("}"))
+            for index in range(len(items) - 1, -1, -1):
+                stack.append(items[index][1])
+                stack.append(_Text(json.dumps(items[index][0], ensure_ascii=False) + ":"))
+                if index:
+                    stack.append(_Text(","))
+            stack.append(_Text("{"))
+        elif isinstance(item, (list, tuple)):
+            stack.append(_Text("]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Text(","))
+            stack.append(_Text("["))
+        elif item is None or isinstance(item, (str, int, float)):
+            out.append(json.dumps(item, ensure_ascii=False))
+        else:
+            out.append(json.dumps(repr(item), ensure_ascii=False))
+    return "".join(out)
+
+
+class _Text(str):
+    """Already-written text on _lenient_json's stack."""
 
 
 def _best_effort_fields(raw: Any) -> dict[str, str]:
     """message_id, tenant and (known) channel of a rejected record, when they can
-    be read safely: short plain strings only, never a recipient field."""
+    be read safely: short plain strings only, never a recipient field. Never raises."""
     record = raw
     if not isinstance(raw, Mapping):
         try:
-            record = json.loads(raw_bytes(raw).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            record = parse_json(raw_bytes(raw).decode("utf-8"))
+        except (UnicodeDecodeError, InvalidMessage):
             return {}
     if not isinstance(record, Mapping):
         return {}
@@ -198,10 +252,12 @@ def _best_effort_fields(raw: Any) -> dict[str, str]:
     for name, source in (("message_id", "message_id"), ("message_id", "dispatch_id"),
                          ("tenant", "tenant")):
         value = record.get(source)
-        if name not in found and isinstance(value, (str, int)) and not isinstance(value, bool):
-            text = str(value)
-            if 0 < len(text) <= 200 and text.isprintable():
-                found[name] = text
+        if name in found:
+            continue
+        if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+            value = str(value)
+        if type(value) is str and 0 < len(value) <= 200 and value.isprintable():
+            found[name] = value
     return found
 
 

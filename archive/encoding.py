@@ -14,6 +14,9 @@ from typing import Any, Callable
 import lz4.frame
 import zstandard
 
+from archive.envelope import InvalidMessage
+from archive.keys import MAX_KEY_BYTES
+
 
 @dataclass(frozen=True)
 class Codec:
@@ -73,9 +76,37 @@ def get_codec(name: str) -> Codec:
 
 
 def payload_json(payload: dict[str, Any]) -> bytes:
-    """The payload as UTF-8 JSON, keys in the profile's order, non-ASCII kept as is."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """The payload as strict UTF-8 JSON (RFC 8259), keys in the profile's order,
+    non-ASCII kept as is; InvalidMessage for what strict JSON cannot hold.
+
+    The envelope already refuses such values; this is the last line, so no
+    archived object is ever anything but JSON.
+    """
+    try:
+        return _strict_json(payload)
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        pass
+    field = None  # the failure path only: find the field to name
+    for name, value in payload.items():
+        try:
+            _strict_json(value)
+        except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+            field = name
+            break
+    raise InvalidMessage(
+        f"{field or 'the payload'} cannot be archived as strict JSON "
+        "(NaN, Infinity, unpaired surrogates and non-JSON values are not JSON)", field)
+
+
+def _strict_json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
 def object_key(key_stem: str, codec: Codec) -> str:
-    return f"{key_stem}.json{codec.suffix}"
+    """The object's key; InvalidMessage when it is longer than S3 (and GCS) allow."""
+    key = f"{key_stem}.json{codec.suffix}"
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise InvalidMessage(f"the object key would be {size} bytes, over the {MAX_KEY_BYTES} bytes "
+                             "an object store allows")
+    return key

@@ -3,7 +3,17 @@
 `decode` turns raw bytes (a JSON Lines line, a Kafka value, a Pub/Sub payload)
 or an already-parsed mapping (a Parquet row) into an `Envelope`, or raises
 `InvalidMessage` with a reason that names the field and never its value (the
-value may be a recipient's address).
+value may be a recipient's address). Nothing else ever leaves it:
+
+    bytes --size, BOM, UTF-8--> text --parse_json--> record --_check_values--> --_check_types--> Envelope
+    mapping ---------------------------------------> record --_check_values--> ...
+
+What every record must be, beyond its fields' types (docs/envelope.md):
+  - strict JSON (RFC 8259): no NaN/Infinity, no number beyond a 64-bit float
+    (1e400), no number of more than MAX_NUMBER_DIGITS digits, no
+    key twice in one object, no unpaired surrogate escape ("\ud800"), no BOM;
+  - at most MAX_NESTING_DEPTH levels deep, the record itself being level 1;
+  - not empty and not blank (only whitespace).
 
 The envelope is the union of both seeds' payload fields plus routing and
 identity fields; docs/envelope.md and archive/schemas/envelope.schema.json
@@ -15,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -63,9 +74,24 @@ _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 PAYLOAD_VERSION = 1
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
+# The record is level 1, its payload object level 2. Seed records need 4
+# (record > payload > aps > alert) and real push payloads rarely pass 8; 32 is
+# generous and far below Python's recursion limit (~1000), which the JSON
+# reader and writer here, and many readers of the archive, run into.
+MAX_NESTING_DEPTH = 32
+# Longer numbers are refused (an integer's digits, another number literal's
+# characters): 100 holds any 64-bit value and any float's shortest repr many
+# times over; Python refuses to convert integers of more than 4300 digits.
+MAX_NUMBER_DIGITS = 100
+_INTEGER_BOUND = 10 ** MAX_NUMBER_DIGITS
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+_BOM = b"\xef\xbb\xbf"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 # Epoch values below this are seconds, at or above it milliseconds: 1e11 s is
 # the year 5138 while 1e11 ms is March 1973, before any message we archive.
 _MILLIS_THRESHOLD = 100_000_000_000
+_YEAR_10000_MILLIS = 253402300800000
 
 
 class InvalidMessage(ValueError):
@@ -101,37 +127,41 @@ class Envelope:
         return self.fields.get(name, default)
 
 
-def decode(raw: bytes | str | Mapping[str, Any],
+def decode(raw: bytes | str | Mapping[str, Any] | None,
            max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
     """Parse and type-check one input record."""
     if isinstance(raw, Mapping):
         record = dict(raw)
+        # A mapping was never JSON text: any value may be unfit for it.
+        _check_values(record, surrogates=True, check_keys=True)
         original = canonical_json(record)
     else:
+        if raw is None:  # a Kafka tombstone, a Pub/Sub message without data
+            raise InvalidMessage("the message has no value (null)")
         if isinstance(raw, str):
             try:  # surrogateescape gives back the bytes a str was decoded from
                 original = raw.encode("utf-8", "surrogateescape")
             except UnicodeEncodeError:
                 raise InvalidMessage("input holds an unpaired surrogate: not valid Unicode") from None
-        else:
+        elif isinstance(raw, (bytes, bytearray, memoryview)):
             original = bytes(raw)
+        else:
+            raise InvalidMessage(f"a message is bytes, text or a mapping, not {type(raw).__name__}")
         if len(original) > max_bytes:
             raise InvalidMessage(
                 f"message of {len(original)} bytes exceeds the limit of {max_bytes} bytes")
+        if original.startswith(_BOM):
+            raise InvalidMessage(
+                "input starts with a UTF-8 byte order mark (BOM), which JSON text must not (RFC 8259 8.1)")
         try:
             text = original.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidMessage(f"input is not valid UTF-8 (byte {exc.start})") from None
-        try:
-            record = json.loads(text, parse_constant=_reject_constant)
-        except InvalidMessage:
-            raise
-        except ValueError as exc:
-            raise InvalidMessage(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        record = parse_json(text)
         if not isinstance(record, dict):
             raise InvalidMessage(f"a message is a JSON object, not {_json_type(record)}")
-        if "\\ud" in text or "\\uD" in text:
-            _reject_lone_surrogates(record)
+        # Only a \u escape can put a surrogate in text decoded from UTF-8.
+        _check_values(record, surrogates="\\ud" in text or "\\uD" in text, check_keys=False)
     if len(original) > max_bytes:
         raise InvalidMessage(
             f"message of {len(original)} bytes exceeds the limit of {max_bytes} bytes")
@@ -140,6 +170,167 @@ def decode(raw: bytes | str | Mapping[str, Any],
     if record.get("version") is not None and record["version"] != PAYLOAD_VERSION:
         raise InvalidMessage(f"version must be {PAYLOAD_VERSION} when given", "version")
     return Envelope(channel, platform_hint, record, original)
+
+
+class _TooLong:
+    """Stands for a number literal over MAX_NUMBER_DIGITS: _check_values names its field."""
+
+    __slots__ = ()
+
+
+_TOO_LONG = _TooLong()
+
+
+class _DuplicateKeys(dict):
+    """An object that had a key twice: _check_values names its field."""
+
+    __slots__ = ("duplicate",)
+
+
+def _object(pairs: list) -> dict:
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            break
+        seen.add(key)
+    marked = _DuplicateKeys(record)
+    marked.duplicate = key
+    return marked
+
+
+def _int(literal: str):
+    return _TOO_LONG if len(literal.lstrip("-")) > MAX_NUMBER_DIGITS else int(literal)
+
+
+def _float(literal: str):
+    return _TOO_LONG if len(literal) > MAX_NUMBER_DIGITS else float(literal)
+
+
+def parse_json(text: str) -> Any:
+    """JSON text as Python values; raises InvalidMessage and nothing else.
+
+    Too long numbers and objects with a duplicate key come back marked, and
+    numbers beyond a float as inf, for `_check_values`, which knows the field
+    they sit in.
+    """
+    if not text:
+        raise InvalidMessage("empty input: no JSON value")
+    try:
+        try:
+            # Integers parse natively (the walk bounds them): a parse_int hook
+            # would cost a call per integer.
+            return json.loads(text, parse_constant=_reject_constant, parse_float=_float,
+                              object_pairs_hook=_object)
+        except ValueError as exc:
+            if isinstance(exc, json.JSONDecodeError):
+                raise
+            # Python refuses integers of more than 4300 digits: mark them instead.
+            return json.loads(text, parse_constant=_reject_constant, parse_int=_int, parse_float=_float,
+                              object_pairs_hook=_object)
+    except InvalidMessage:
+        raise
+    except RecursionError:  # the C parser recurses once per level
+        raise InvalidMessage(f"the record nests deeper than {MAX_NESTING_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        if not text.strip():
+            raise InvalidMessage("blank line: only whitespace, no JSON value") from None
+        raise InvalidMessage(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, TypeError, MemoryError) as exc:
+        raise InvalidMessage(f"malformed JSON: {type(exc).__name__}") from None
+
+
+def _check_values(record: dict, surrogates: bool, check_keys: bool) -> None:
+    """Every value is one JSON holds, and reads back as it was, within the nesting limit.
+
+    `surrogates`: look for unpaired surrogates (text without a \\u escape has
+    none). `check_keys`: keys may not be strings (a mapping; JSON text's are).
+    Top-level strings and integers, most of a record, are checked inline.
+    """
+    if type(record) is _DuplicateKeys:
+        raise InvalidMessage(f"duplicate key{_shown(record.duplicate)} in the record", _field(record.duplicate))
+    for key, value in record.items():
+        if check_keys and type(key) is not str:
+            raise InvalidMessage("a field name is not a string")
+        if surrogates and _SURROGATE.search(key):
+            raise InvalidMessage("a field name holds an unpaired surrogate escape: not valid Unicode")
+        kind = type(value)
+        if kind is str and not surrogates:
+            continue
+        if kind is int and -_INTEGER_BOUND < value < _INTEGER_BOUND:
+            continue
+        problem = _value_problem(value, surrogates, check_keys)
+        if problem:
+            field = _field(key)
+            raise InvalidMessage(f"{field or 'a field'} {problem}", field)
+
+
+def _value_problem(value: Any, surrogates: bool, check_keys: bool) -> str | None:
+    """What makes a value unfit for strict JSON, or None. Walks iteratively: a
+    mapping may nest deeper than Python's stack."""
+    if not isinstance(value, (dict, list, tuple)):
+        return _scalar_problem(value, surrogates)
+    stack = [(value, 2)]  # the record is level 1
+    while stack:
+        container, depth = stack.pop()
+        if depth > MAX_NESTING_DEPTH:
+            return f"nests deeper than {MAX_NESTING_DEPTH} levels"
+        if isinstance(container, dict):
+            if type(container) is _DuplicateKeys:
+                return f"holds an object with a duplicate key{_shown(container.duplicate)}"
+            if check_keys or surrogates:
+                for key in container:
+                    if type(key) is not str:
+                        return "holds an object key that is not a string"
+                    if surrogates and _SURROGATE.search(key):
+                        return "holds an unpaired surrogate escape: not valid Unicode"
+            items = container.values()
+        else:
+            items = container
+        for item in items:
+            kind = type(item)
+            if kind is str and not surrogates:
+                continue
+            if kind is int and -_INTEGER_BOUND < item < _INTEGER_BOUND:
+                continue
+            if isinstance(item, (dict, list, tuple)):
+                stack.append((item, depth + 1))
+                continue
+            problem = _scalar_problem(item, surrogates)
+            if problem:
+                return problem
+    return None
+
+
+def _scalar_problem(value: Any, surrogates: bool) -> str | None:
+    if isinstance(value, str):
+        if surrogates and _SURROGATE.search(value):
+            return "holds an unpaired surrogate escape: not valid Unicode"
+        return None
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if -_INTEGER_BOUND < value < _INTEGER_BOUND:
+            return None
+        return f"holds a number of more than {MAX_NUMBER_DIGITS} digits"
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return "holds a number beyond the range of a 64-bit float (or NaN): not JSON"
+    if type(value) is _TooLong:
+        return f"holds a number of more than {MAX_NUMBER_DIGITS} digits"
+    return f"holds {type(value).__name__}, which is not a JSON value"
+
+
+def _field(key: Any) -> str | None:
+    """The key when it is name-like: a key may itself be an address or a number."""
+    return key if isinstance(key, str) and _FIELD_NAME.fullmatch(key) else None
+
+
+def _shown(key: Any) -> str:
+    return f" {key!r}" if _field(key) else ""
 
 
 def _channel(record: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -153,14 +344,6 @@ def _channel(record: Mapping[str, Any]) -> tuple[str, str | None]:
     except KeyError:
         raise InvalidMessage(
             "unknown channel (expected one of email, push, sms, whatsapp, mms)", "channel") from None
-
-
-def _reject_lone_surrogates(record: Any) -> None:
-    """JSON may escape half of a surrogate pair ("\\ud800"), which no UTF-8 can hold."""
-    try:
-        canonical_json(record)
-    except UnicodeEncodeError:
-        raise InvalidMessage("a string holds an unpaired surrogate escape: not valid Unicode") from None
 
 
 def _reject_constant(name: str):
@@ -180,8 +363,7 @@ def canonical_channel(value: Any) -> str | None:
 def _check_types(record: Mapping[str, Any]) -> None:
     unknown = sorted(k for k in record if k not in ENVELOPE_FIELDS)
     if unknown:
-        # Only name-like keys are echoed: a key may itself be an address or number.
-        named = [k for k in unknown if _FIELD_NAME.fullmatch(k)]
+        named = [k for k in unknown if _field(k)]
         shown = ", ".join(repr(k) for k in named[:5])
         hidden = len(unknown) - len(named[:5])
         more = f"{' and ' if shown else ''}{hidden} unnamed" if hidden else ""
@@ -189,7 +371,10 @@ def _check_types(record: Mapping[str, Any]) -> None:
     for name in _STRING_FIELDS:
         _expect(record, name, str, "a string")
     for name in _ID_FIELDS:
-        _expect(record, name, (str, int), "a string or an integer")
+        if _expect(record, name, (str, int), "a string or an integer"):
+            value = record[name]
+            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                raise InvalidMessage(f"{name} must fit a signed 64-bit integer", name)
     for name in _OBJECT_FIELDS:
         _expect(record, name, dict, "an object")
     for name in _STRING_LIST_FIELDS:
@@ -257,23 +442,39 @@ def derived_message_id(envelope: Envelope) -> str:
     return hashlib.sha256(canonical_json(envelope.fields)).hexdigest()
 
 
-def sent_at_millis(envelope: Envelope, now_millis: int) -> int:
-    """The send time in epoch milliseconds; the archive time when not given."""
+def sent_at_millis(envelope: Envelope, received_millis: int | None = None) -> int:
+    """The send time in epoch milliseconds, from what the record itself carries.
+
+    In order: `sent_at`; else the time the source stamped on the record
+    (`received_millis`: a Kafka record's timestamp, a Pub/Sub publish time),
+    which a replay sees again; else 00:00 UTC of the batch date (`batch_date`,
+    then `batch_id`). None of these: InvalidMessage. The archive's own clock
+    never stands in, so a replay writes the same bytes to the same key. A stamp
+    outside 1970..9999 is no stamp (Kafka's -1, Beam's minimum timestamp).
+    """
     value = envelope.get("sent_at")
     if value is None:
-        return now_millis
+        if received_millis is not None and 0 <= received_millis < _YEAR_10000_MILLIS:
+            return int(received_millis)
+        for name in ("batch_date", "batch_id"):
+            if envelope.get(name) is not None:
+                day = _dt.datetime.strptime(_batch_date(envelope.get(name), name), "%Y%m%d")
+                return int(day.replace(tzinfo=_dt.timezone.utc).timestamp()) * 1000
+        raise InvalidMessage(
+            "sent_at is missing, and the record has no source timestamp or batch date to stand for it",
+            "sent_at")
     if isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
             value = float(text)
         else:
             try:
                 parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+                value = parsed.timestamp() * 1000
+            except (ValueError, OverflowError):
                 raise InvalidMessage("sent_at is not an ISO-8601 time or an epoch number", "sent_at") from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=_dt.timezone.utc)
-            value = parsed.timestamp() * 1000
             if value < 0:
                 raise InvalidMessage("sent_at must not be before 1970", "sent_at")
             return _round_millis(value)
@@ -282,7 +483,7 @@ def sent_at_millis(envelope: Envelope, now_millis: int) -> int:
     if value < 0:
         raise InvalidMessage("sent_at must not be negative", "sent_at")
     millis = value if value >= _MILLIS_THRESHOLD else value * 1000
-    if millis >= 253402300800000:  # 10000-01-01
+    if millis >= _YEAR_10000_MILLIS:
         raise InvalidMessage("sent_at is out of range", "sent_at")
     return _round_millis(millis)
 

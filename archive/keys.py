@@ -13,6 +13,7 @@ import re
 from archive.envelope import InvalidMessage
 
 MAX_SEGMENT_LENGTH = 200
+MAX_KEY_BYTES = 1024  # S3's limit on a whole key (GCS's too); encoding.object_key holds it
 _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.~=+@,:-]*")
 
 

@@ -59,7 +59,7 @@ PREPARE = [
 
 @pytest.mark.parametrize("config, record, key, payload, codec, content_encoding", PREPARE)
 def test_prepare(config, record, key, payload, codec, content_encoding):
-    request = Archiver(config).prepare(json.dumps(record).encode(), source="in.jsonl:3", now_millis=NOW)
+    request = Archiver(config).prepare(json.dumps(record).encode(), source="in.jsonl:3", received_millis=NOW)
     assert isinstance(request, ArchiveRequest)
     assert request.key == key
     assert request.message_id == key.rsplit("/", 1)[1].split(".json")[0]
@@ -80,15 +80,58 @@ def test_prepare(config, record, key, payload, codec, content_encoding):
     pytest.param(CT_SMS, id="mapping"),
 ])
 def test_prepare_accepts_every_input_form(raw):
-    request = Archiver().prepare(raw, now_millis=NOW)
+    request = Archiver().prepare(raw, received_millis=NOW)
     assert request.key == CT_STEM + ".json.lz4"
 
 
 def test_prepare_is_deterministic():
     archiver = Archiver(ArchiverConfig(profile="braze"))
-    first = archiver.prepare(json.dumps(BZ_SMS).encode(), now_millis=NOW)
-    second = Archiver(ArchiverConfig(profile="braze")).prepare(json.dumps(BZ_SMS).encode(), now_millis=NOW + 5)
+    first = archiver.prepare(json.dumps(BZ_SMS).encode(), received_millis=NOW)
+    second = Archiver(ArchiverConfig(profile="braze")).prepare(json.dumps(BZ_SMS).encode(), received_millis=NOW + 5)
     assert (first.key, first.data) == (second.key, second.data)
+
+
+SEND_TIME = [
+    # (profile, record changes, the source's stamp, archived sent_at, key's yyyymm)
+    pytest.param("clevertap", {}, NOW, 1722443282680, "202407", id="ct-sent_at"),
+    pytest.param("clevertap", {"sent_at": None}, NOW, NOW, "202409", id="ct-source-stamp"),
+    pytest.param("clevertap", {"sent_at": None, "batch_date": "20240905"}, None, 1725494400000, "202409",
+                 id="ct-batch-date"),
+    pytest.param("braze", {"sent_at": None}, NOW, NOW // 1000, None, id="bz-source-stamp"),
+    pytest.param("braze", {"sent_at": None, "batch_id": 20240905}, None, 1725494400, None, id="bz-batch-id"),
+]
+
+
+@pytest.mark.parametrize("profile, changes, received, sent_at, month", SEND_TIME)
+def test_the_send_time_comes_from_the_record_or_its_source(profile, changes, received, sent_at, month):
+    record = {**(CT_SMS if profile == "clevertap" else BZ_SMS), **changes}
+    archiver = Archiver(ArchiverConfig(profile=profile))
+    request = archiver.prepare(json.dumps(record).encode(), received_millis=received)
+    assert json.loads(archiver.codec.decompress(request.data))["sent_at"] == sent_at
+    if month:
+        assert request.key.split("/")[2] == month
+
+
+@pytest.mark.parametrize("profile", ["clevertap", "braze"])
+def test_a_record_without_any_send_time_is_invalid(profile):
+    record = {**(CT_SMS if profile == "clevertap" else BZ_SMS), "sent_at": None}
+    with pytest.raises(InvalidMessage) as caught:
+        Archiver(ArchiverConfig(profile=profile)).prepare(json.dumps(record).encode())
+    assert caught.value.field == "sent_at" and "missing" in caught.value.reason
+
+
+@pytest.mark.parametrize("changes", [
+    pytest.param({"sent_at": None, "batch_date": "20240905"}, id="batch-date"),
+    pytest.param({}, id="sent_at"),
+])
+def test_the_archive_clock_decides_no_archived_byte(monkeypatch, changes):
+    raw = json.dumps({**CT_SMS, **changes}).encode()
+    seen = []
+    for clock in (1_000_000.0, 2_000_000_000.0):  # 1970 and 2033
+        monkeypatch.setattr("time.time", lambda: clock)
+        request = Archiver().prepare(raw)
+        seen.append((request.key, request.data))
+    assert seen[0] == seen[1]
 
 
 @pytest.mark.parametrize("config, record, tenant", [
@@ -97,12 +140,12 @@ def test_prepare_is_deterministic():
     pytest.param(ArchiverConfig(default_tenant="acme"), {**CT_SMS, "tenant": "globex"}, "globex", id="from-record"),
 ])
 def test_prepare_tenant(config, record, tenant):
-    assert Archiver(config).prepare(record, now_millis=NOW).tenant == tenant
+    assert Archiver(config).prepare(record, received_millis=NOW).tenant == tenant
 
 
 def test_prepare_uses_the_default_region():
     record = {**CT_SMS, "to": "(650) 253-0000"}
-    request = Archiver(ArchiverConfig(default_region="US")).prepare(record, now_millis=NOW)
+    request = Archiver(ArchiverConfig(default_region="US")).prepare(record, received_millis=NOW)
     assert request.key == "sent_messages/Sms/202407/1722529032/193dfb8c227d629ca452953c5db6fd48/m-1.json.lz4"
 
 
@@ -114,7 +157,7 @@ def test_prepare_uses_the_default_region():
 ])
 def test_prepare_rejects(config, raw, field):
     with pytest.raises(InvalidMessage) as caught:
-        Archiver(config).prepare(raw, now_millis=NOW)
+        Archiver(config).prepare(raw, received_millis=NOW)
     assert caught.value.field == field
 
 
@@ -131,7 +174,7 @@ def test_archived_bytes_are_strict_json(config, raw):
     # or archive something every JSON reader can read back.
     archiver = Archiver(config)
     try:
-        request = archiver.prepare(raw, now_millis=NOW)
+        request = archiver.prepare(raw, received_millis=NOW)
     except InvalidMessage:
         return
     json.loads(archiver.codec.decompress(request.data), parse_constant=_raise_on_constant)
@@ -172,7 +215,7 @@ REJECTED = [
 def test_rejected(profile, raw, recipients):
     archiver = Archiver(ArchiverConfig(profile=profile))
     with pytest.raises(InvalidMessage) as caught:
-        archiver.prepare(raw, now_millis=NOW)
+        archiver.prepare(raw, received_millis=NOW)
     outcome, dead = archiver.rejected(raw, caught.value, source="in.jsonl:7")
 
     assert outcome.status == INVALID
@@ -262,7 +305,7 @@ def test_rejected_mapping_dead_letter_is_canonical_json():
 # --- written -----------------------------------------------------------------
 
 def _request(archiver: Archiver) -> ArchiveRequest:
-    return archiver.prepare(json.dumps(CT_SMS).encode(), source="in.jsonl:1", now_millis=NOW)
+    return archiver.prepare(json.dumps(CT_SMS).encode(), source="in.jsonl:1", received_millis=NOW)
 
 
 def test_written_ok():

@@ -8,7 +8,9 @@ import subprocess
 
 import pytest
 
+from archive import keys
 from archive.encoding import CODECS, CONTENT_TYPE, get_codec, object_key, payload_json
+from archive.envelope import InvalidMessage
 
 PAYLOAD = {"version": 1, "to": "customer@example.com", "subject": "20% off ☕ café", "sent_at": 1722443282680,
            "headers": {"X-A": "1"}, "cc": ["a@example.com"], "campaign_id": 1722529032}
@@ -133,3 +135,31 @@ def test_content_type():
 ])
 def test_object_metadata(name, http_coding, expected):
     assert get_codec(name).object_metadata(http_coding) == expected
+
+
+# --- strict JSON and key length: the last line behind the envelope's checks ----------
+
+@pytest.mark.parametrize("payload, field", [
+    pytest.param({"a": 1, "b": float("nan")}, "b", id="nan"),
+    pytest.param({"a": {"b": [float("inf")]}}, "a", id="inf-nested"),
+    pytest.param({"a": b"bytes"}, "a", id="bytes"),
+    pytest.param({"a": "\ud800"}, "a", id="lone-surrogate"),
+])
+def test_payload_json_refuses_what_is_not_strict_json(payload, field):
+    with pytest.raises(InvalidMessage) as caught:
+        payload_json(payload)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("stem_bytes, ok", [
+    pytest.param(keys.MAX_KEY_BYTES - len(".json.lz4"), True, id="at-the-limit"),
+    pytest.param(keys.MAX_KEY_BYTES - len(".json.lz4") + 1, False, id="one-over"),
+    pytest.param(5000, False, id="far-over"),
+])
+def test_object_keys_are_at_most_1024_bytes(stem_bytes, ok):
+    stem = "sent_messages/" + "a" * (stem_bytes - len("sent_messages/"))
+    if ok:
+        assert len(object_key(stem, get_codec("lz4")).encode()) == keys.MAX_KEY_BYTES
+    else:
+        with pytest.raises(InvalidMessage, match="1024 bytes"):
+            object_key(stem, get_codec("lz4"))

@@ -110,8 +110,22 @@ BAD = [
     # (raw, reason substring, field, max_bytes)
     pytest.param(b'{"channel": "sms",', "malformed JSON", None, None, id="truncated-json"),
     pytest.param(b"{'channel': 'sms'}", "malformed JSON", None, None, id="single-quotes"),
-    pytest.param(b"", "malformed JSON", None, None, id="empty"),
+    pytest.param(b"", "empty input: no JSON value", None, None, id="empty"),
+    pytest.param(b"  \t\r", "blank line", None, None, id="blank"),
+    pytest.param(b"\xef\xbb\xbf{}", "byte order mark", None, None, id="bom"),
+    pytest.param(b'{"channel":"sms","to":"a","to":"b"}', "duplicate key 'to'", "to", None, id="duplicate-key"),
+    pytest.param(b'{"channel":"sms","body":"\\ud800"}', "unpaired surrogate", "body", None, id="lone-surrogate-escape"),
+    pytest.param(b'{"channel":"push","payload":{"x":1e400}}', "64-bit float", "payload", None, id="float-overflow"),
+    pytest.param(b'{"channel":"push","payload":' + b"[" * 40 + b"]" * 40 + b"}", "deeper than 32 levels",
+                 "payload", None, id="too-deep"),
+    pytest.param(b'{"channel":"push","payload":' + b"[" * 5000 + b"]" * 5000 + b"}", "deeper than 32 levels",
+                 None, None, id="too-deep-for-the-parser"),
+    pytest.param(b'{"channel":"push","user_id":' + b"9" * 4301 + b"}", "more than 100 digits",
+                 "user_id", None, id="int-over-4300-digits"),
+    pytest.param(b'{"channel":"push","user_id":9223372036854775808}', "must fit a signed 64-bit integer",
+                 "user_id", None, id="id-over-int64"),
     pytest.param(b'{"channel":"sms","body":"\xff\xfe"}', "not valid UTF-8", None, None, id="invalid-utf8"),
+    pytest.param(None, "no value", None, None, id="none"),
     pytest.param('{"channel":"sms","body":"\udcff"}', "not valid UTF-8", None, None, id="lone-surrogate-str"),
     pytest.param(b'["channel","sms"]', "not an array", None, None, id="array"),
     pytest.param(b'"sms"', "not a string", None, None, id="string"),
@@ -242,12 +256,42 @@ def test_sent_at_millis(value, expected, local_zone):
     assert sent_at_millis(_env(sent_at=value), NOW) == expected
 
 
-@pytest.mark.parametrize("fields", [
-    pytest.param({}, id="absent"),
-    pytest.param({"sent_at": None}, id="null"),
+SEPT_5 = 1_725_494_400_000  # 2024-09-05T00:00:00Z
+
+SENT_AT_STAND_INS = [
+    # (fields, the source's stamp, expected millis)
+    pytest.param({"sent_at": 1722443282680}, NOW, 1722443282680, id="sent_at-beats-the-stamp"),
+    pytest.param({"sent_at": 1722443282680, "batch_date": "20240905"}, None, 1722443282680,
+                 id="sent_at-beats-the-batch"),
+    pytest.param({}, NOW, NOW, id="absent-source-stamp"),
+    pytest.param({"sent_at": None}, NOW, NOW, id="null-source-stamp"),
+    pytest.param({"batch_date": "20240905"}, NOW, NOW, id="stamp-beats-the-batch"),
+    pytest.param({"batch_date": "20240905"}, None, SEPT_5, id="batch_date"),
+    pytest.param({"batch_date": 20240905}, None, SEPT_5, id="batch_date-int"),
+    pytest.param({"batch_id": "20240905"}, None, SEPT_5, id="batch_id"),
+    pytest.param({"batch_date": "20240905", "batch_id": "20231231"}, None, SEPT_5, id="batch_date-first"),
+    pytest.param({"batch_date": "20240905"}, -1, SEPT_5, id="kafka-no-timestamp-is-no-stamp"),
+    pytest.param({"batch_date": "20240905"}, -9223372036854775, SEPT_5, id="beam-min-timestamp-is-no-stamp"),
+    pytest.param({"batch_date": "20240905"}, 9223372036854775, SEPT_5, id="beam-max-timestamp-is-no-stamp"),
+    pytest.param({}, 0, 0, id="stamp-at-the-epoch"),
+]
+
+
+@pytest.mark.parametrize("fields, received, expected", SENT_AT_STAND_INS)
+def test_what_stands_for_a_missing_sent_at(fields, received, expected, local_zone):
+    assert sent_at_millis(_env(**fields), received) == expected
+
+
+@pytest.mark.parametrize("fields, received", [
+    pytest.param({}, None, id="nothing"),
+    pytest.param({"sent_at": None, "batch_date": None}, None, id="nulls"),
+    pytest.param({}, -1, id="kafka-no-timestamp"),
 ])
-def test_sent_at_defaults_to_now(fields):
-    assert sent_at_millis(_env(**fields), NOW) == NOW
+def test_a_missing_sent_at_with_nothing_to_stand_for_it_is_invalid(fields, received):
+    with pytest.raises(InvalidMessage) as caught:
+        sent_at_millis(_env(**fields), received)
+    assert caught.value.field == "sent_at"
+    assert caught.value.reason.startswith("sent_at is missing")
 
 
 BAD_SENT_AT = [

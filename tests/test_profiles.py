@@ -426,7 +426,7 @@ ROUND_TRIPS = (
 def test_seed_example_round_trips(profile, channel, example):
     archiver = Archiver(ArchiverConfig(profile=profile))
     raw = json.dumps({**example, "channel": channel}, ensure_ascii=False).encode()
-    request = archiver.prepare(raw, now_millis=NOW)
+    request = archiver.prepare(raw, received_millis=NOW)
     document = get_codec(get_profile(profile).default_compression).decompress(request.data)
     archived = json.loads(document)
     assert archived == example

@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from archive.envelope import ENVELOPE_FIELDS, Envelope, InvalidMessage, derived_message_id
+from archive.envelope import (
+    ENVELOPE_FIELDS, INT64_MAX, INT64_MIN, Envelope, InvalidMessage, derived_message_id,
+)
 from archive import keys
 
 # Fields that route or identify a message but are never archived as content.
@@ -29,9 +31,10 @@ class ArchiveEntry:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """Everything outside the message that a profile may need."""
+    """Everything outside the message that a profile may need. No clock: what
+    is archived depends on the record (and its source's stamp) alone."""
 
-    now_millis: int
+    received_millis: int | None = None  # the source's stamp on the record; None for a file
     default_region: str | None = None
 
 
@@ -85,13 +88,19 @@ def required_string(envelope: Envelope, name: str, profile: str) -> str:
 
 
 def as_int(envelope: Envelope, name: str) -> int:
+    """An integer id, given as a JSON integer or a string of digits, that fits a
+    signed 64-bit integer (the seeds' ids are Java longs)."""
     value = envelope.get(name)
-    if isinstance(value, int):
-        return value
-    text = str(value).strip()
-    if _INTEGER.fullmatch(text):
-        return int(text)
-    raise InvalidMessage(f"{name} must be an integer", name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip()
+        if not _INTEGER.fullmatch(text):
+            raise InvalidMessage(f"{name} must be an integer", name)
+        number = int(text)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise InvalidMessage(f"{name} must fit a signed 64-bit integer", name)
+    return number
 
 
 def as_string(value: Any) -> str:

@@ -54,7 +54,7 @@ class BrazeProfile(Profile):
         if channel == "mms" and envelope.get("body") is None and not envelope.get("media_urls"):
             raise InvalidMessage("an mms needs a body or media_urls", "media_urls")
 
-        sent = sent_at_millis(envelope, context.now_millis)
+        sent = sent_at_millis(envelope, context.received_millis)
         dispatch_id = message_id(envelope, "dispatch_id", "message_id")
         to = required_string(envelope, "to", self.name)
 

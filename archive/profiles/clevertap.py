@@ -51,7 +51,7 @@ class CleverTapProfile(Profile):
         if channel == "email":
             required_string(envelope, "from_address", self.name)
 
-        sent = sent_at_millis(envelope, context.now_millis)
+        sent = sent_at_millis(envelope, context.received_millis)
         month = year_month(envelope, sent)
         campaign_id = as_int(envelope, "campaign_id") if envelope.get("campaign_id") is not None else None
         if campaign_id is None:
