@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 import fsspec
@@ -27,10 +27,14 @@ _COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".lz4": "lz4", ".zst": "zstd", 
 class ReadOutboundMessages(beam.PTransform):
     """Read every record of the files matching `patterns` (fsspec URLs or globs).
 
-    JSON Lines files (optionally .gz, .lz4 or .zst) yield each non-empty line as
-    raw bytes: decoding and validation belong to the archive transform, so a
-    broken line becomes an INVALID outcome rather than a failed read. Parquet
-    files (.parquet, .parq) yield one mapping per row.
+    JSON Lines files (optionally .gz, .lz4 or .zst) yield each line as raw
+    bytes, without its "\n" and nothing else: a CRLF line keeps its CR (JSON
+    whitespace), so a dead letter's bytes and sha256 are the stored line's.
+    An empty line is skipped and counted (the `blank_lines` counter); a line of
+    only whitespace is yielded and ends INVALID, so it is seen. Decoding and
+    validation belong to the archive transform, so a broken line becomes an
+    INVALID outcome rather than a failed read. Parquet files (.parquet, .parq)
+    yield one mapping per row.
     """
 
     def __init__(self, patterns: str | Iterable[str], storage_options: dict | None = None):
@@ -79,22 +83,29 @@ class _ReadRecordsFn(beam.DoFn):
         self._storage_options = storage_options
         self._records = Metrics.counter(METRICS_NAMESPACE, "input_records")
         self._files = Metrics.counter(METRICS_NAMESPACE, "input_files")
+        self._blank_lines = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
 
     def process(self, url: str):
         self._files.inc()
-        reader = _parquet_rows if url.endswith((".parquet", ".parq")) else _json_lines
-        for record in reader(url, self._storage_options):
+        if url.endswith((".parquet", ".parq")):
+            records = _parquet_rows(url, self._storage_options)
+        else:
+            records = _json_lines(url, self._storage_options, self._blank_lines.inc)
+        for record in records:
             self._records.inc()
             yield record
 
 
-def _json_lines(url: str, storage_options: dict):
+def _json_lines(url: str, storage_options: dict, on_blank_line: Callable[[], None] = lambda: None):
     compression = next((c for s, c in _COMPRESSIONS.items() if url.endswith(s)), None)
     with fsspec.open(url, "rb", compression=compression, **storage_options) as handle:
         for number, line in enumerate(handle, start=1):
-            line = line.rstrip(b"\r\n")
-            if line.strip():
+            if line.endswith(b"\n"):  # the terminator only: a CR stays, it is the record's byte
+                line = line[:-1]
+            if line:
                 yield SourcedRecord(line, f"{url}:{number}")
+            else:
+                on_blank_line()
 
 
 def _parquet_rows(url: str, storage_options: dict):
