@@ -6,15 +6,24 @@ type and fixed-key metadata, adlfs takes ContentSettings and the upload_blob
 keywords. One class per backend translates our ObjectMetadata and the
 destination's options into those, and asks the server to verify the bytes
 where it can (S3 x-amz-checksum-sha256, Azure Content-MD5, GCS md5 check).
+
+It also says which endpoint each client will use, for the HTTPS rule in
+`archive.tenants.check_transport`: `s3_endpoint` asks botocore itself (which
+reads AWS_ENDPOINT_URL[_S3], the AWS config file's profile and services
+section, and use_ssl), and `check_client_transport` reads a built filesystem's
+resolved endpoint (gcsfs' location, adlfs' service URL, s3fs' client).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
-from typing import Any
+import functools
+import os
+import threading
+from typing import Any, Mapping
 
-from archive.tenants import Destination
+from archive.tenants import Destination, check_endpoint
 
 
 def client_options(destination: Destination, max_in_flight: int = 10) -> dict[str, Any]:
@@ -136,3 +145,107 @@ def for_filesystem(fs, destination: Destination) -> Backend:
     if {"gs", "gcs"} & set(protocols):
         return GCSBackend(destination)
     return Backend(destination)
+
+
+# --- which endpoint each client will use ---------------------------------------------------
+
+def s3_endpoint(options: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """(endpoint URL, where it came from) that s3fs' botocore client will use with
+    these storage options, resolved by botocore as s3fs would build it; no
+    connection, no credential lookup. None when it cannot be known here: the
+    options name an AWS profile this machine's config lacks (the worker, which
+    has it, checks again when it opens the store). ValueError, naming no value,
+    when botocore refuses the configuration."""
+    import botocore.exceptions
+
+    client_kwargs = options.get("client_kwargs")
+    client_kwargs = dict(client_kwargs) if isinstance(client_kwargs, Mapping) else {}
+    explicit = options.get("endpoint_url") or client_kwargs.get("endpoint_url")
+    use_ssl = client_kwargs.get("use_ssl", options.get("use_ssl", True))  # s3fs' precedence
+    config_kwargs = options.get("config_kwargs")
+    ignore = config_kwargs.get("ignore_configured_endpoint_urls") if isinstance(config_kwargs, Mapping) else None
+    region = client_kwargs.get("region_name")
+    profile = options.get("profile") if isinstance(options.get("profile"), str) else None
+    try:
+        try:
+            endpoint, session = _botocore_endpoint(profile, False, explicit, use_ssl, ignore, region)
+        except botocore.exceptions.ProfileNotFound:
+            # The profile is not here: what the environment alone says still counts.
+            endpoint, session = _botocore_endpoint(None, True, explicit, use_ssl, ignore, region)
+    except botocore.exceptions.ProfileNotFound:
+        return None
+    except botocore.exceptions.ConfigParseError:
+        raise ValueError("the AWS config file cannot be read") from None
+    except (botocore.exceptions.BotoCoreError, ValueError, TypeError) as exc:
+        raise ValueError(f"the S3 client cannot be configured ({type(exc).__name__})") from None
+    if explicit:
+        return endpoint, None
+    ignored = ignore if ignore is not None else session.get_config_variable("ignore_configured_endpoint_urls")
+    if not ignored:
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+            if os.environ.get(name):
+                return endpoint, f"environment variable {name}"
+    if not use_ssl and endpoint.lower().startswith("http://") and ".amazonaws.com" in endpoint.lower():
+        return endpoint, "use_ssl: false"
+    return endpoint, "the AWS config file's profile"
+
+
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _botocore_endpoint(profile, config_less, explicit, use_ssl, ignore, region):
+    from botocore.config import Config
+
+    with _SESSIONS_LOCK:  # a botocore session is not safe to share across threads
+        session = _session(profile, config_less, _config_stamp())
+        client = session.create_client(
+            "s3", region_name=region or None, endpoint_url=explicit or None, use_ssl=bool(use_ssl),
+            aws_access_key_id="transport-check", aws_secret_access_key="transport-check",
+            config=Config(ignore_configured_endpoint_urls=ignore))
+    return client.meta.endpoint_url, session
+
+
+def _config_stamp() -> tuple:
+    """What a cached session depends on: the AWS_* variables and the config file's state."""
+    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    path = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    try:
+        stat = os.stat(path)
+        return variables, path, stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return variables, path, None, None
+
+
+@functools.lru_cache(maxsize=16)
+def _session(profile, config_less, stamp):
+    import botocore.session
+
+    if not config_less:
+        return botocore.session.Session(profile=profile)
+    # AWS_PROFILE may name the missing profile too: read neither it nor the file.
+    return botocore.session.Session(session_vars={
+        "profile": (None, None, None, None), "config_file": (None, None, os.devnull, None)})
+
+
+def client_endpoint(fs) -> str | None:
+    """The endpoint a built filesystem's client resolved, where it can be read
+    without a connection: gcsfs' location, adlfs' service URL, s3fs' client
+    once it exists."""
+    location = getattr(fs, "_location", None)  # gcsfs: endpoint_url, else STORAGE_EMULATOR_HOST, else Google
+    if isinstance(location, str):
+        return location
+    service = getattr(fs, "service_client", None)  # adlfs
+    if isinstance(getattr(service, "url", None), str):
+        return service.url
+    client = getattr(fs, "_s3", None)  # s3fs, after its first use
+    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    return endpoint if isinstance(endpoint, str) else None
+
+
+def check_client_transport(fs, destination: Destination, where: str) -> None:
+    """The HTTPS rule on what the filesystem will actually use (TenantConfigError)."""
+    if destination.allow_insecure_http:
+        return
+    endpoint = client_endpoint(fs)
+    if endpoint is not None:
+        check_endpoint(endpoint, where, "the filesystem's resolved endpoint")

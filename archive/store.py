@@ -33,7 +33,7 @@ from archive import backends
 from archive.breaker import CircuitBreaker, CircuitOpen
 from archive.errors import ErrorClass, classify, describe
 from archive.retry import RetryPolicy
-from archive.tenants import Destination, check_transport
+from archive.tenants import Destination, check_transport, redact_url
 
 _KNOWN_FOLDERS = 65536  # a long backfill makes millions of folders: remember a bounded few
 
@@ -92,9 +92,12 @@ class ObjectStore:
             raise ValueError("max_in_flight must be at least 1")
         self.spec = spec
         self.destination = spec.resolved()
-        check_transport(self.destination, f"destination {self.destination.url}")
+        # Again on the worker, whose environment and AWS config may differ from the launcher's.
+        where = f"destination {redact_url(self.destination.url)}"
+        check_transport(self.destination, where)
         self.fs, self.root = fsspec.core.url_to_fs(
             self.destination.url, **backends.client_options(self.destination, spec.max_in_flight))
+        backends.check_client_transport(self.fs, self.destination, where)
         self.root = self.root.rstrip("/")
         self.backend = backends.for_filesystem(self.fs, self.destination)
         self.breaker = CircuitBreaker(spec.breaker_cooldown)

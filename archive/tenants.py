@@ -30,6 +30,19 @@ receives every message, as a one-tenant deployment expects.
 Which destination archives (the Braze rule): the one marked `default: true`;
 if none is marked and one is S3, that one; a tenant with a single destination
 uses it. Anything else is a configuration error, not a guess.
+
+What a destination may be (`check_transport`, for the tenant file and for
+`--destination` alike, at configuration time and again when a worker opens the
+store): an object store (s3, s3a, gs, gcs, abfs, abfss, az), a local folder or
+memory://; its URL carries no credentials; and every endpoint its client will
+use is HTTPS, or plain http on loopback, or explicitly allowed:
+
+    storage options  (endpoint_url, client_kwargs.endpoint_url, account_url,
+                      endpoint, connection_string, use_ssl)
+    environment      (AWS_ENDPOINT_URL[_S3], STORAGE_EMULATOR_HOST,
+                      AZURE_STORAGE_CONNECTION_STRING)
+    AWS config file  (the profile's endpoint_url, its services section)
+        -> the endpoint the client resolves -> https, loopback http, or refused
 """
 
 from __future__ import annotations
@@ -50,6 +63,11 @@ _S3_PROTOCOLS = ("s3", "s3a")
 _AZURE_PROTOCOLS = ("abfs", "abfss", "az")
 _GCS_PROTOCOLS = ("gs", "gcs")
 _LOCAL_PROTOCOLS = ("file", "local", "memory")
+DESTINATION_PROTOCOLS = _S3_PROTOCOLS + _AZURE_PROTOCOLS + _GCS_PROTOCOLS + _LOCAL_PROTOCOLS
+# Query parameters that carry a credential: SAS tokens, presigned URLs, API keys.
+_CREDENTIAL_PARAMETERS = re.compile(
+    r"(?i)(^|[?&;])(sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|awsaccesskeyid|"
+    r"access_token|sas_token|token|password|passwd|secret|key|api_key|apikey)=([^&;#]*)")
 _TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -125,7 +143,7 @@ class TenantDirectory:
                profile: str = "clevertap", compression: str | None = None,
                name: str = "default", allow_insecure_http: bool = False) -> "TenantDirectory":
         dest = Destination(destination, dict(storage_options or {}), True, allow_insecure_http)
-        check_transport(dest, f"destination {destination}")
+        check_transport(dest, f"destination {redact_url(destination)}")
         tenant = Tenant(name, profile, compression, frozenset(CHANNELS), (dest,))
         return cls({name: tenant}, catch_all=name)
 
@@ -151,17 +169,142 @@ def choose_destination(destinations: tuple[Destination, ...], tenant: str) -> De
         f"(and there is not exactly one S3 destination to fall back on): mark one `default: true`")
 
 
+def check_url(url: str, where: str) -> None:
+    """Refuse a URL that carries credentials: user:password@ in its authority, or a
+    signature, token or key in its query. Such a URL ends up in logs, outcomes and
+    error text; credentials belong in storage options or the environment. The
+    error names `where`, never the URL.
+
+    Azure's "abfs://container@account.dfs.core.windows.net" names a container,
+    not a user, and is accepted (no ":" in it). A bucket or container name never
+    holds ":", so one before the path is refused too: a secret with a "/" in it
+    ("s3://KEY:SE/CRET@bucket") would otherwise hide its "@" in the path.
+    """
+    if not isinstance(url, str):
+        raise TenantConfigError(f"{where}: a URL must be a string")
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return  # a local path: nothing in it reaches a server
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    protocol = scheme.lower()
+    refusal = (f"{where}: the URL holds credentials; give them in storage options or the "
+               f"environment, never in a URL")
+    head = rest.split("?", 1)[0].split("#", 1)[0]
+    if "@" in head and not (protocol in _AZURE_PROTOCOLS and ":" not in head.rpartition("@")[0]):
+        raise TenantConfigError(refusal + " (user:password@)")
+    if protocol in _S3_PROTOCOLS + _GCS_PROTOCOLS + _AZURE_PROTOCOLS and ":" in authority:
+        raise TenantConfigError(refusal + " (user:password@)")
+    host_port = authority.rpartition("]")[2]  # an IPv6 literal's colons are not a port
+    if ":" in host_port and not host_port.rpartition(":")[2].isdigit():
+        raise TenantConfigError(refusal + " (user:password@)")
+    if _CREDENTIAL_PARAMETERS.search(rest.partition("?")[2]):
+        raise TenantConfigError(refusal + " (a signature, token or key in its query)")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password@ and credential query values replaced by ***,
+    fit for a log line."""
+    if not isinstance(url, str):
+        return "***"
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    head, question, query = rest.partition("?")
+    authority, slash, path = head.partition("/")
+    if "@" in head:
+        head = "***@" + head.rpartition("@")[2]
+    elif ":" in authority.rpartition("]")[2] and not authority.rpartition(":")[2].isdigit():
+        head = "***" + slash + path  # user:secret whose secret holds a "/"
+    query = _CREDENTIAL_PARAMETERS.sub(lambda m: f"{m.group(1)}{m.group(2)}=***", query)
+    return f"{scheme}://{head}{question}{query}"
+
+
+def check_protocol(url: str, where: str) -> None:
+    """A destination is an object store, a local folder or memory://: never an HTTP,
+    FTP or SSH filesystem (fsspec would PUT archives there in the clear or with
+    no object-store semantics), nor a chained URL whose inner target is hidden."""
+    if "::" in url:
+        raise TenantConfigError(
+            f"{where}: a chained URL (with '::') is not a destination: give the bucket or folder itself")
+    protocol = protocol_of(url)
+    if protocol not in DESTINATION_PROTOCOLS and not _in_process(protocol):
+        raise TenantConfigError(
+            f"{where}: unsupported scheme {protocol!r}: a destination is an object store "
+            f"(s3, s3a, gs, gcs, abfs, abfss, az), a local folder (a path or file://) or memory://")
+
+
+def _in_process(protocol: str) -> bool:
+    """A registered in-memory filesystem (memory:// and test doubles built on it)
+    keeps every byte in this process, so no transport rule applies to it."""
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    try:
+        return issubclass(fsspec.get_filesystem_class(protocol), MemoryFileSystem)
+    except Exception:  # unknown, or its package is not installed: not a destination
+        return False
+
+
 def check_transport(destination: Destination, where: str) -> None:
-    """Data in transit must be HTTPS: a plain http:// endpoint is refused unless it is
-    loopback (an emulator on this machine) or explicitly allowed."""
+    """The destination's URL and every endpoint its client will use, checked at
+    configuration time (see the module docstring). The URL's protocol and
+    credentials are checked always; a plain http:// endpoint is refused unless it
+    is loopback (an emulator on this machine) or the destination sets
+    allow_insecure_http. Reads the environment and, for S3, the AWS config file
+    (through botocore), as the client itself will."""
+    check_protocol(destination.url, where)
+    check_url(destination.url, where)
     if destination.allow_insecure_http:
         return
-    for endpoint in _endpoints(destination.storage_options):
-        parts = urlsplit(endpoint)
-        if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname or ""):
-            raise TenantConfigError(
-                f"{where}: endpoint http://{parts.netloc.rpartition('@')[2]} is plain http; "  # no user:password
-                f"archives must travel over HTTPS (set allow_insecure_http: true to accept it)")
+    for endpoint, source in _endpoints_in_use(destination, where):
+        check_endpoint(endpoint, where, source)
+
+
+def check_endpoint(endpoint: str, where: str, source: str | None = None) -> None:
+    """HTTPS, or plain http on loopback; anything else is a TenantConfigError that
+    names the host (never user:password, path or query) and where it came from."""
+    text = endpoint.strip()
+    if "://" not in text:
+        text = "http://" + text  # a bare host:port is plain http to every client here
+    scheme, _, rest = text.partition("://")
+    scheme = scheme.lower()
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    try:
+        host = urlsplit(f"{scheme}://{netloc}").hostname or ""
+    except ValueError:
+        host = ""
+    if scheme == "https" or (scheme == "http" and _is_loopback(host)):
+        return
+    origin = f" (from {source})" if source else ""
+    what = "is plain http" if scheme == "http" else "is not HTTPS"
+    raise TenantConfigError(
+        f"{where}: endpoint {scheme}://{netloc}{origin} {what}; archives must travel over HTTPS "
+        f"(set allow_insecure_http: true to accept it)")
+
+
+def _endpoints_in_use(destination: Destination, where: str):
+    """(endpoint, where it came from) for each endpoint the destination's client may use."""
+    options = destination.storage_options
+    for endpoint in _endpoints(options):
+        yield endpoint, None
+    protocol = destination.protocol
+    if protocol in _S3_PROTOCOLS:
+        from archive.backends import s3_endpoint  # botocore's own resolution (backends imports us)
+        try:
+            resolved = s3_endpoint(options)
+        except ValueError as exc:  # its message names no secret (see s3_endpoint)
+            raise TenantConfigError(f"{where}: {exc}") from None
+        if resolved is not None:
+            yield resolved
+    elif protocol in _GCS_PROTOCOLS and not options.get("endpoint_url"):
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+        if emulator not in ("", "default"):  # gcsfs' own rule: no scheme means http
+            yield emulator, "environment variable STORAGE_EMULATOR_HOST"
+    elif protocol in _AZURE_PROTOCOLS and not options.get("connection_string"):
+        connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        if connection:  # adlfs prefers it to account_name
+            for endpoint in _connection_endpoints(connection):
+                yield endpoint, "environment variable AZURE_STORAGE_CONNECTION_STRING"
 
 
 def _endpoints(options: Mapping[str, Any]):
@@ -173,14 +316,19 @@ def _endpoints(options: Mapping[str, Any]):
         yield client["endpoint_url"]
     connection = options.get("connection_string")
     if isinstance(connection, str):
-        for part in connection.split(";"):
-            name, _, value = part.partition("=")
-            if name.strip().lower() == "blobendpoint":
-                yield value.strip()
-            if name.strip().lower() == "defaultendpointsprotocol" and value.strip().lower() == "http" \
-                    and _connection_value(connection, "BlobEndpoint") is None:  # else the SDK ignores it
-                yield "http://" + (_connection_value(connection, "AccountName") or "unknown") \
-                    + ".blob.core.windows.net"
+        yield from _connection_endpoints(connection)
+
+
+def _connection_endpoints(connection: str):
+    """The blob endpoint an Azure connection string makes the SDK use, when it may be http."""
+    for part in connection.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "blobendpoint":
+            yield value.strip()
+        if name.strip().lower() == "defaultendpointsprotocol" and value.strip().lower() == "http" \
+                and _connection_value(connection, "BlobEndpoint") is None:  # else the SDK ignores it
+            yield "http://" + (_connection_value(connection, "AccountName") or "unknown") \
+                + ".blob.core.windows.net"
 
 
 def _connection_value(connection: str, key: str) -> str | None:
@@ -272,10 +420,9 @@ def _destination(body: Any, where: str, env: Mapping[str, str]) -> Destination:
     url = body.get("url")
     if not isinstance(url, str) or not url.strip():
         raise TenantConfigError(f"{where}.url is required")
+    check_protocol(url, f"{where}.url")
+    check_url(url, f"{where}.url")
     protocol = protocol_of(url)
-    known = _S3_PROTOCOLS + _AZURE_PROTOCOLS + _GCS_PROTOCOLS + _LOCAL_PROTOCOLS
-    if protocol not in known:
-        raise TenantConfigError(f"{where}.url: unsupported scheme {protocol!r} (expected s3, abfs, az, gs, file)")
     options = _expand(body.get("storage_options", {}), env, f"{where}.storage_options")
     if not isinstance(options, Mapping):
         raise TenantConfigError(f"{where}.storage_options must be a mapping")
