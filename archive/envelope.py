@@ -23,6 +23,7 @@ describe it for users.
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import hashlib
 import json
 import math
@@ -67,6 +68,7 @@ ENVELOPE_FIELDS = frozenset(
     _STRING_FIELDS + _ID_FIELDS + _OBJECT_FIELDS + _STRING_LIST_FIELDS
     + _ADDRESS_LIST_FIELDS + _OTHER_FIELDS
 )
+_FIELD_LIST = sorted(ENVELOPE_FIELDS)
 
 _YYYYMMDD = re.compile(r"[0-9]{8}")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
@@ -279,7 +281,8 @@ def _value_problem(value: Any, surrogates: bool, check_keys: bool) -> str | None
             return f"nests deeper than {MAX_NESTING_DEPTH} levels"
         if isinstance(container, dict):
             if type(container) is _DuplicateKeys:
-                return f"holds an object with a duplicate key{_shown(container.duplicate)}"
+                # Nested keys are content, never named: one may be a recipient.
+                return "holds an object with a duplicate key"
             if check_keys or surrogates:
                 for key in container:
                     if type(key) is not str:
@@ -325,8 +328,20 @@ def _scalar_problem(value: Any, surrogates: bool) -> str | None:
 
 
 def _field(key: Any) -> str | None:
-    """The key when it is name-like: a key may itself be an address or a number."""
-    return key if isinstance(key, str) and _FIELD_NAME.fullmatch(key) else None
+    """The key, when a reason may name it: an envelope field, or a near miss of
+    one ("To", "campaignId"). Any other key may itself be data, even a recipient
+    (a map keyed by address or push token), so it is never echoed."""
+    if key in ENVELOPE_FIELDS or _near_miss(key):
+        return key
+    return None
+
+
+def _near_miss(key: Any) -> str | None:
+    """The envelope field a name-like key is probably a misspelling of."""
+    if not isinstance(key, str) or not _FIELD_NAME.fullmatch(key):
+        return None
+    found = difflib.get_close_matches(key.lower(), _FIELD_LIST, n=1, cutoff=0.8)
+    return found[0] if found else None
 
 
 def _shown(key: Any) -> str:
@@ -363,8 +378,8 @@ def canonical_channel(value: Any) -> str | None:
 def _check_types(record: Mapping[str, Any]) -> None:
     unknown = sorted(k for k in record if k not in ENVELOPE_FIELDS)
     if unknown:
-        named = [k for k in unknown if _field(k)]
-        shown = ", ".join(repr(k) for k in named[:5])
+        named = [k for k in unknown if _near_miss(k)]
+        shown = ", ".join(f"{k!r} (did you mean {_near_miss(k)!r}?)" for k in named[:5])
         hidden = len(unknown) - len(named[:5])
         more = f"{' and ' if shown else ''}{hidden} unnamed" if hidden else ""
         raise InvalidMessage(f"unknown field(s) {shown}{more}", named[0] if named else None)

@@ -254,14 +254,18 @@ DUPLICATES = [
                  id="two-to"),
     pytest.param("clevertap", b'{"channel":"sms","channel":"sms","to":"+15555555555","body":"b"}', "channel",
                  "'channel'", id="same-value-twice"),
-    pytest.param("clevertap", _splice(CT_PUSH, "payload", '{"aps":1,"aps":2}'), "payload", "'aps'",
+    pytest.param("clevertap", _splice(CT_PUSH, "payload", '{"aps":1,"aps":2}'), "payload", None,
                  id="in-payload"),
-    pytest.param("braze", _splice(BZ_EMAIL, "headers", '{"X":[{"a":1,"a":1}]}'), "headers", "'a'",
+    pytest.param("braze", _splice(BZ_EMAIL, "headers", '{"X":[{"a":1,"a":1}]}'), "headers", None,
                  id="in-array-in-headers"),
     pytest.param("braze", b'{"channel":"email","jane.doe@example.com":1,"jane.doe@example.com":2}', None, None,
                  id="address-as-key"),
     pytest.param("braze", _splice(BZ_EMAIL, "extras", '{"+15555555555":1,"+15555555555":2}'), "extras", None,
                  id="phone-as-nested-key"),
+    pytest.param("braze", _splice(BZ_EMAIL, "extras", '{"Test_Push_Token12345":1,"Test_Push_Token12345":2}'),
+                 "extras", None, id="token-as-nested-key"),
+    pytest.param("braze", b'{"channel":"push","Test_Push_Token12345":1,"Test_Push_Token12345":2}', None, None,
+                 id="token-as-key"),
     pytest.param("clevertap", b'{"channel":"sms","\\u0074o":"+15555555555","to":"+15555555556"}', "to", "'to'",
                  id="escaped-spelling"),
 ]
@@ -272,7 +276,9 @@ def test_duplicate_keys_are_invalid_at_any_level(profile, raw, field, shown):
     outcome = _invalid(profile, raw, field, "duplicate key")
     if shown:
         assert shown in outcome.reason
-    assert "@" not in outcome.reason and "5555" not in outcome.reason
+    else:
+        assert "'" not in outcome.reason  # no key named
+    assert "@" not in outcome.reason and "5555" not in outcome.reason and "Token" not in outcome.reason
 
 
 # --- 6. integer ids fit 64 bits --------------------------------------------------------------
