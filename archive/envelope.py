@@ -5,13 +5,13 @@ or an already-parsed mapping (a Parquet row) into an `Envelope`, or raises
 `InvalidMessage` with a reason that names the field and never its value (the
 value may be a recipient's address). Nothing else ever leaves it:
 
-    bytes --size, BOM, UTF-8--> text --parse_json--> record --_check_values--> --_check_types--> Envelope
-    mapping ---------------------------------------> record --_check_values--> ...
+    bytes --size, BOM, UTF-8--> text --parse_json--> record --_check_values, _check_types--> Envelope
+    mapping (a Parquet row) -----------------------> record --_check_values, _check_types--> Envelope
 
 What every record must be, beyond its fields' types (docs/envelope.md):
   - strict JSON (RFC 8259): no NaN/Infinity, no number beyond a 64-bit float
-    (1e400), no number of more than MAX_NUMBER_DIGITS digits, no
-    key twice in one object, no unpaired surrogate escape ("\ud800"), no BOM;
+    (1e400), no number of more than MAX_NUMBER_DIGITS digits, no key twice
+    in one object, no unpaired surrogate escape ("\ud800"), no BOM;
   - at most MAX_NESTING_DEPTH levels deep, the record itself being level 1;
   - not empty and not blank (only whitespace).
 
