@@ -1,10 +1,22 @@
-"""Pipeline options of the archive job; every flag has help text (`--help`)."""
+"""Pipeline options of the archive job; every flag has help text (`--help`).
+
+    argv ─ check_flags (every flag some PipelineOptions class knows, well typed) ─┐
+         ─ ArchiveOptions.check (values the job can run with) ─────────────────────┴─> UsageError: exit 2
+
+A usage error is one line, found before any pipeline starts.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
+import os
+import re
+import secrets
+import time
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from archive.archiver import ArchiverConfig, DEFAULT_TENANT
 from archive.encoding import CODECS
@@ -17,6 +29,14 @@ from archive.tenants import Destination, TenantDirectory, check_transport
 
 DEFAULT_DESTINATION = "local_run/archive"
 DEFAULT_OUTCOMES = "local_run/outcomes"
+DEFAULT_SPILL_DIR = "archive-spill"
+# A run id is one file-name segment: no separator, no leading dot (hidden, and the
+# input reader skips such files), short enough for every store's key limit.
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class UsageError(ValueError):
+    """A command line the job cannot run with: exit 2, one line, nothing started."""
 
 
 class ArchiveOptions(PipelineOptions):
@@ -52,15 +72,26 @@ class ArchiveOptions(PipelineOptions):
         parser.add_argument(
             "--outcomes", default=DEFAULT_OUTCOMES,
             help="URL of the folder that receives the archive outcomes as JSON Lines "
-                 "(outcomes-NNNNN-of-NNNNN.jsonl): one record per input message. "
+                 "(outcomes-<run_id>-NNNNN-of-NNNNN.jsonl): one record per input message. "
                  f"Default: {DEFAULT_OUTCOMES}.")
         parser.add_argument(
             "--dead_letters", default=None,
             help="URL of the folder that receives the original bytes of every message that was "
                  "not archived because of its content or its unknown tenant "
-                 "(dead-letters-NNNNN-of-NNNNN.jsonl). They hold recipients' data, so the default "
-                 "is inside the archive destination: <destination>/dead_letters; with --tenants "
-                 "it must be given.")
+                 "(dead-letters-<run_id>-NNNNN-of-NNNNN.jsonl). They hold recipients' data, so the "
+                 "default is inside the archive destination: <destination>/dead_letters; with "
+                 "--tenants it must be given.")
+        parser.add_argument(
+            "--run_id", default=None,
+            help="Name of this run, in every outcome and dead-letter file name (letters, digits, "
+                 "_ . -; up to 64; not starting with . or -). Default: the UTC start time and a "
+                 "random suffix, e.g. 20261202T053000Z-3f9a1c. A run id whose files already exist "
+                 "is refused: no run overwrites another's outputs.")
+        parser.add_argument(
+            "--spill_dir", default=DEFAULT_SPILL_DIR,
+            help="Local folder that keeps a run's outcomes and dead letters when their own folder "
+                 "refuses the writes: <spill_dir>/<run_id>/<outcomes|dead-letters>/ (the job then "
+                 f"exits 4). Default: ./{DEFAULT_SPILL_DIR}.")
         parser.add_argument(
             "--profile", default="clevertap", choices=sorted(PROFILES),
             help="Output contract: 'clevertap' (key sent_messages/<Channel>/<yyyymm>/<campaign_id>/"
@@ -147,8 +178,48 @@ class ArchiveOptions(PipelineOptions):
 
     def archiver_config(self) -> ArchiverConfig:
         return ArchiverConfig(
-            profile=self.profile, compression=self.compression, default_region=self.default_region,
+            profile=self.profile, compression=self.compression,
+            default_region=self.default_region.upper() if self.default_region else None,
             max_message_bytes=self.max_message_bytes, default_tenant=self.tenant)
+
+    def check(self) -> None:
+        """Raise UsageError for the first value the job cannot run with."""
+        if self.max_in_flight < 1:
+            raise UsageError(f"--max_in_flight must be 1 or more, not {self.max_in_flight}")
+        if self.max_message_bytes < 1:
+            raise UsageError(f"--max_message_bytes must be 1 or more, not {self.max_message_bytes}")
+        for flag in ("transient_retries", "other_retries"):
+            if getattr(self, flag) < 0:
+                raise UsageError(f"--{flag} must not be negative, not {getattr(self, flag)}")
+        for flag in ("retry_base_delay", "retry_max_delay", "breaker_cooldown"):
+            value = getattr(self, flag)
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(f"--{flag} must be a number of seconds, 0 or more, not {value}")
+        if self.retry_max_delay < self.retry_base_delay:
+            raise UsageError(f"--retry_max_delay ({self.retry_max_delay}) must not be below "
+                             f"--retry_base_delay ({self.retry_base_delay})")
+        if self.default_region is not None:
+            check_region(self.default_region)
+        if self.run_id is not None:
+            check_run_id(self.run_id)
+        if "://" in self.spill_dir and not self.spill_dir.startswith("file://"):
+            raise UsageError(f"--spill_dir must be a local folder, not {self.spill_dir.split('://')[0]}://...")
+        if self.kafka_topic and self.kafka_reader == "xlang" and not self.expansion_service:
+            raise UsageError("--kafka_reader xlang needs --expansion_service host:port")
+        try:
+            self.store_spec()
+            self.archiver_config()
+            if not (self.kafka_topic or self.pubsub_subscription):
+                self.dead_letters_url()
+        except UsageError:
+            raise
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    def spill_folder(self, run_id: str) -> str:
+        """The local folder this run's sinks spill into (absolute: workers share it)."""
+        root = self.spill_dir[len("file://"):] if self.spill_dir.startswith("file://") else self.spill_dir
+        return os.path.join(os.path.abspath(root), run_id)
 
     def parsed_storage_options(self) -> dict:
         try:
@@ -172,7 +243,12 @@ class ArchiveOptions(PipelineOptions):
 
     def tenant_directory(self) -> TenantDirectory | None:
         """The tenant file's tenants, or None for the single --destination tenant."""
-        return tenants.load(self.tenants) if self.tenants else None
+        if not self.tenants:
+            return None
+        try:
+            return tenants.load(self.tenants)
+        except OSError as exc:  # missing, a folder, unreadable, refused
+            raise UsageError(f"cannot read the --tenants file {self.tenants}: {type(exc).__name__}") from None
 
     def dead_letters_url(self) -> str:
         if self.dead_letters:
@@ -181,6 +257,78 @@ class ArchiveOptions(PipelineOptions):
             raise ValueError("--dead_letters is required with --tenants (dead letters hold recipients' "
                              "data: give a location with the archive's access control)")
         return self.destination.rstrip("/") + "/dead_letters"
+
+
+def new_run_id(now: float | None = None, suffix: str | None = None) -> str:
+    """UTC time and a random suffix: sortable, and two runs started in one second differ."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{suffix if suffix is not None else secrets.token_hex(3)}"
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.fullmatch(run_id or ""):
+        raise UsageError(f"--run_id {run_id!r} is not a file-name segment: letters, digits, _ . - "
+                         "only, at most 64, starting with a letter or digit")
+    return run_id
+
+
+def check_region(region: str) -> str:
+    import phonenumbers
+
+    if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise UsageError(f"--default_region {region!r} is not a region phone numbers are known for "
+                         "(an ISO 3166 code such as US, GB, IN)")
+    return region.upper()
+
+
+class _StrictParser(_BeamArgumentParser):
+    """Beam's parser, with argparse's errors raised instead of printed with the usage."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def options_parser() -> _StrictParser:
+    """A parser of every flag any PipelineOptions class defines: Beam's own, any
+    runner's, this job's (Beam's get_all_options builds its parser the same way)."""
+    parser = _StrictParser(allow_abbrev=False, add_help=False, conflict_handler="resolve")
+    seen, pending = set(), list(PipelineOptions.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if "_add_argparse_args" in cls.__dict__ and str(cls) not in seen:
+            seen.add(str(cls))
+            cls._add_argparse_args(parser)
+    return parser
+
+
+def unknown_flags(argv: list[str]) -> list[tuple[str, str | None]]:
+    """(flag, the closest known flag or None) for each argument no options class
+    knows: a misspelled flag, a single-dash flag, a stray word."""
+    parser = options_parser()
+    _, unknown = parser.parse_known_args(argv)
+    known = [option for action in parser._actions for option in action.option_strings]
+    found, after_flag = [], False
+    for arg in unknown:
+        if arg.startswith("-") and arg != "-":
+            name = arg.split("=", 1)[0]
+            close = difflib.get_close_matches(name, known, n=1)
+            found.append((name, close[0] if close else None))
+            after_flag = "=" not in arg
+        elif after_flag:  # the value of the unknown flag before it
+            after_flag = False
+        else:
+            found.append((arg, None))
+    return found
+
+
+def check_flags(argv: list[str]) -> None:
+    """Raise UsageError for an unknown flag or a value of the wrong type or choice."""
+    wrong = unknown_flags(argv)  # parses too: a bad value raises here
+    if wrong:
+        flag, close = wrong[0]
+        what = f"unknown flag {flag}" if flag.startswith("-") else f"unexpected argument {flag!r}"
+        raise UsageError(what + (f" (did you mean {close}?)" if close else "") + " (see --help)")
 
 
 def _flag(text: str) -> bool:

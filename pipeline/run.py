@@ -1,15 +1,25 @@
 """Entry point of the archive job: `python -m pipeline.run --input ... [Beam flags]`.
 
 Batch backfill: read historical sends from files, archive each one, and write
-the outcomes (one per message) and the dead letters (INVALID inputs, whole).
-Exit status: 0 when every message was archived or rejected as INVALID, 3 when
-any message FAILED to archive, 2 on a usage error.
+the outcomes (one per message) and the dead letters (INVALID inputs, whole),
+in files named after the run (`--run_id`).
+
+    argv ─ usage checks (flags, values, inputs, tenant file, run id) ─ pipeline ─ summary ─ exit status
+
+Exit status:
+  0  every message was archived, skipped or rejected as INVALID (dead-lettered)
+  2  usage error (one line on stderr; nothing ran)
+  3  some message FAILED to archive (see the FAILED outcomes)
+  4  the outcomes or dead-letter folder refused a write: those records are in the
+     local spill folder, <spill_dir>/<run_id>/<outcomes|dead-letters>/ (takes
+     precedence over 3)
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -19,18 +29,23 @@ import time
 logging.getLogger().setLevel(logging.ERROR)
 
 import apache_beam as beam  # noqa: E402
+import fsspec  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
 
-from pipeline.options import ArchiveOptions  # noqa: E402
-from pipeline.sinks import WriteJsonLines  # noqa: E402
+from archive.errors import classify  # noqa: E402
+from pipeline.options import ArchiveOptions, UsageError, check_flags, new_run_id  # noqa: E402
+from pipeline.sinks import WriteJsonLines, shown_url  # noqa: E402
 from pipeline.sources import ReadOutboundMessages  # noqa: E402
 from pipeline.streaming import build_streaming  # noqa: E402
-from pipeline.summary import archive_counters, render  # noqa: E402
+from pipeline.summary import archive_counters, refused_sinks, render, sink_counters  # noqa: E402
 from transforms.archive import ArchiveMessages  # noqa: E402
 
 _LOG = logging.getLogger("pipeline.run")
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+EXIT_USAGE = 2
 EXIT_FAILED_MESSAGES = 3
+EXIT_SINK_SPILLED = 4
+OUTPUT_NAMES = ("outcomes", "dead-letters")
 
 
 def build(pipeline: beam.Pipeline, options: ArchiveOptions, tenants=None):
@@ -44,9 +59,12 @@ def build(pipeline: beam.Pipeline, options: ArchiveOptions, tenants=None):
         | "Archive" >> ArchiveMessages(options.store_spec(), options.archiver_config(),
                                        tenants if tenants is not None else options.tenant_directory())
     )
-    result.outcomes | "WriteOutcomes" >> WriteJsonLines(options.outcomes, "outcomes", storage_options)
+    run_id = options.run_id or new_run_id()
+    spill = options.spill_folder(run_id)
+    result.outcomes | "WriteOutcomes" >> WriteJsonLines(
+        options.outcomes, "outcomes", storage_options, run_id=run_id, spill_folder=spill)
     result.dead_letters | "WriteDeadLetters" >> WriteJsonLines(
-        options.dead_letters_url(), "dead-letters", storage_options)
+        options.dead_letters_url(), "dead-letters", storage_options, run_id=run_id, spill_folder=spill)
     return result
 
 
@@ -95,22 +113,24 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         print_help()
         return 0
-    archive = PipelineOptions(argv).view_as(ArchiveOptions)
-    if archive.kafka_topic or archive.pubsub_subscription:
-        return stream(argv, kafka=bool(archive.kafka_topic))
-    options = PipelineOptions(argv)
-    archive = options.view_as(ArchiveOptions)
-    if not archive.input:
-        print("error: --input is required (a file, folder or glob URL of outbound messages)", file=sys.stderr)
-        return 2
-    try:  # configuration errors are usage errors, reported before anything runs
-        archive.store_spec()
-        archive.archiver_config()
-        tenants = archive.tenant_directory()  # loaded once: validated here, used below
-        archive.dead_letters_url()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    try:  # every usage error is found here, before anything runs
+        check_flags(argv)
+        archive = PipelineOptions(argv).view_as(ArchiveOptions)
+        archive.check()
+        if archive.kafka_topic or archive.pubsub_subscription:
+            streaming = streaming_pipeline(argv, kafka=bool(archive.kafka_topic))
+        else:
+            streaming = None
+            options = PipelineOptions(argv)
+            archive = options.view_as(ArchiveOptions)
+            tenants = check_batch(archive)  # the tenant file, loaded once: validated here, used below
+    except ValueError as exc:  # UsageError, and a tenant file's or Beam's own complaints
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    if streaming is not None:
+        return run_streaming(*streaming)
+    archive.run_id = run_id = archive.run_id or new_run_id()
+    spill = archive.spill_folder(run_id)
 
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=local_runner(options), options=options)
@@ -118,15 +138,70 @@ def main(argv: list[str] | None = None) -> int:
     result = pipeline.run()
     result.wait_until_finish()
     counters = archive_counters(result)
+    refused = refused_sinks(sink_counters(result))
     if archive.summary:
         where = f"per tenant, as {archive.tenants} says" if archive.tenants else archive.destination
-        print(render(counters, destination=where, outcomes=archive.outcomes,
-                     dead_letters=archive.dead_letters_url(), seconds=time.monotonic() - started))
+        print(render(counters, destination=where, outcomes=f"{archive.outcomes} (outcomes-{run_id}-*)",
+                     dead_letters=f"{archive.dead_letters_url()} (dead-letters-{run_id}-*)",
+                     seconds=time.monotonic() - started, run_id=run_id, refused=refused, spill_folder=spill))
     failed = sum(v for k, v in counters.items() if k.endswith(".FAILED"))
     if failed:
-        _LOG.error("%d message(s) failed to archive; see FAILED records in %s", failed, archive.outcomes)
-        return EXIT_FAILED_MESSAGES
-    return 0
+        _LOG.error("%d message(s) failed to archive; see FAILED records in %s", failed,
+                   os.path.join(spill, "outcomes") if any(r.name == "outcomes" for r in refused)
+                   else shown_url(archive.outcomes))
+    if refused:
+        targets = {"outcomes": archive.outcomes, "dead-letters": archive.dead_letters_url()}
+        for sink in refused:
+            print(f"error: the {sink.name} sink could not write to {shown_url(targets.get(sink.name, '?'))} "
+                  f"({', '.join(sink.errors)}); {sink.records} record(s) kept in "
+                  f"{os.path.join(spill, sink.name)}", file=sys.stderr)
+        return EXIT_SINK_SPILLED
+    return EXIT_FAILED_MESSAGES if failed else 0
+
+
+def one_line(message: str) -> str:
+    """A usage error is one line, even when a parser's message spans several (YAML's do)."""
+    return " / ".join(" ".join(line.split()) for line in message.splitlines() if line.strip())
+
+
+def check_batch(archive: ArchiveOptions):
+    """The batch job's usage checks beyond the flags' values; returns the tenant file."""
+    if not archive.input:
+        raise UsageError("--input is required (a file, folder or glob URL of outbound messages)")
+    storage_options = archive.parsed_storage_options()
+    for pattern in [p.strip() for p in archive.input.split(",") if p.strip()]:
+        check_input(pattern, storage_options)
+    tenants = archive.tenant_directory()
+    if archive.run_id:
+        check_run_id_unused(archive, storage_options)
+    return tenants
+
+
+def check_input(pattern: str, storage_options: dict) -> None:
+    """A pattern that matches no file is a typo far more often than an empty backfill."""
+    from pipeline.sources import _MatchFilesFn  # the job's own matching: the same files, or none
+
+    try:
+        next(iter(_MatchFilesFn(storage_options).process(pattern)))
+    except FileNotFoundError:
+        raise UsageError(f"--input: no input files match {shown_url(pattern)}") from None
+    except Exception as exc:  # unreachable, refused, a bad URL
+        raise UsageError(f"--input: cannot list {shown_url(pattern)} "
+                         f"({classify(exc).value}: {type(exc).__name__})") from None
+
+
+def check_run_id_unused(archive: ArchiveOptions, storage_options: dict) -> None:
+    """A run id whose files exist is refused: no run overwrites another's outputs."""
+    for name, folder in zip(OUTPUT_NAMES, (archive.outcomes, archive.dead_letters_url())):
+        mine = re.compile(rf"{re.escape(name)}-{re.escape(archive.run_id)}-\d{{5}}-of-\d{{5}}\.jsonl")
+        try:
+            fs, path = fsspec.core.url_to_fs(folder, **storage_options)
+            names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False)]
+        except Exception:  # no folder yet, or it cannot be listed: the sink never overwrites anyway
+            continue
+        if any(mine.fullmatch(n) for n in names):
+            raise UsageError(f"--run_id {archive.run_id}: {name} files of that run already exist in "
+                             f"{shown_url(folder)}; give a new run id")
 
 
 def print_help() -> None:
@@ -145,21 +220,24 @@ def print_help() -> None:
     parser.print_help()
 
 
-def stream(argv: list[str], kafka: bool = True) -> int:
-    """Run the streaming job until it is cancelled (Ctrl-C or SIGTERM)."""
-    try:
-        options = PipelineOptions(argv + streaming_options(argv, kafka))
-        archive = options.view_as(ArchiveOptions)
-        archive.store_spec()
-        tenants = archive.tenant_directory()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def streaming_pipeline(argv: list[str], kafka: bool = True):
+    """The streaming job's pipeline and options, built (ValueError: a usage error) but not run."""
+    options = PipelineOptions(argv + streaming_options(argv, kafka))
+    archive = options.view_as(ArchiveOptions)
+    archive.store_spec()
+    tenants = archive.tenant_directory()
+    archive.run_id = archive.run_id or new_run_id()
     pipeline = beam.Pipeline(options=options)
     build_streaming(pipeline, archive, tenants)
+    return pipeline, archive
+
+
+def run_streaming(pipeline: beam.Pipeline, archive: ArchiveOptions) -> int:
+    """Run the streaming job until it is cancelled (Ctrl-C or SIGTERM)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     result = pipeline.run()
-    _LOG.info("streaming from %s; Ctrl-C stops", archive.kafka_topic or archive.pubsub_subscription)
+    _LOG.info("streaming from %s (run %s); Ctrl-C stops", archive.kafka_topic or archive.pubsub_subscription,
+              archive.run_id)
     try:
         result.wait_until_finish()
     except KeyboardInterrupt:

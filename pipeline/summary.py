@@ -1,16 +1,20 @@
-"""The end-of-run summary: counts per channel and status, bytes, where things are."""
+"""The end-of-run summary: counts per channel and status, bytes, where things are,
+and which sink had to spill its records (`refused_sinks`)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from apache_beam.metrics.metric import MetricsFilter
 
 from archive.outcome import STATUSES
+from pipeline.sinks import SINKS_NAMESPACE
 from transforms.archive import METRICS_NAMESPACE
 
 
-def archive_counters(result) -> dict[str, int]:
-    """The archive namespace's counters of a finished pipeline, by name."""
-    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+def archive_counters(result, namespace: str = METRICS_NAMESPACE) -> dict[str, int]:
+    """One namespace's counters of a finished pipeline, by name."""
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace))
     counters: dict[str, int] = {}
     for counter in query["counters"]:
         name = counter.key.metric.name
@@ -18,8 +22,32 @@ def archive_counters(result) -> dict[str, int]:
     return counters
 
 
+def sink_counters(result) -> dict[str, int]:
+    return archive_counters(result, SINKS_NAMESPACE)
+
+
+class RefusedSink(NamedTuple):
+    name: str                 # outcomes, dead-letters
+    records: int              # kept in the spill folder
+    errors: tuple[str, ...]   # "<error class>: <exception type>", e.g. "auth: PermissionError"
+
+
+def refused_sinks(counters: dict[str, int]) -> list[RefusedSink]:
+    """The sinks whose folder refused a write, from the `sinks` counters
+    ("<name>.spilled_records", "<name>.refused.<class>.<exception>"), by name."""
+    errors: dict[str, set[str]] = {}
+    for key, value in counters.items():
+        name, _, rest = key.partition(".refused.")
+        if rest and value:
+            error_class, _, exception = rest.partition(".")
+            errors.setdefault(name, set()).add(f"{error_class}: {exception}")
+    return [RefusedSink(name, counters.get(f"{name}.spilled_records", 0), tuple(sorted(found)))
+            for name, found in sorted(errors.items(), key=lambda item: (item[0] != "outcomes", item[0]))]
+
+
 def render(counters: dict[str, int], *, destination: str, outcomes: str, dead_letters: str,
-           seconds: float) -> str:
+           seconds: float, run_id: str | None = None, refused: list[RefusedSink] = (),
+           spill_folder: str | None = None) -> str:
     channels = sorted({name.split(".")[0] for name in counters if "." in name})
     width = max([len("channel")] + [len(c) for c in channels])
     header = f"{'channel':<{width}}  " + "  ".join(f"{s:>9}" for s in STATUSES) + f"  {'total':>9}"
@@ -35,13 +63,20 @@ def render(counters: dict[str, int], *, destination: str, outcomes: str, dead_le
     lines.append(f"{'all':<{width}}  " + "  ".join(f"{totals[s]:>9,}" for s in STATUSES) + f"  {grand:>9,}")
     written = counters.get("bytes_written", 0)
     rate = grand / seconds if seconds > 0 else 0.0
+    lines += [""]
+    if run_id:
+        lines.append(f"run id          {run_id}")
+    lines.append(f"input records   {counters.get('input_records', grand):,}")
+    if counters.get("blank_lines"):
+        lines.append(f"blank lines     {counters['blank_lines']:,} (skipped)")
     lines += [
-        "",
-        f"input records   {counters.get('input_records', grand):,}",
         f"bytes written   {written:,} ({written / 1048576:.1f} MiB)",
         f"elapsed         {seconds:.1f} s ({rate:,.0f} messages/s)",
         f"archive         {destination}",
         f"outcomes        {outcomes}",
         f"dead letters    {dead_letters}",
     ]
+    for sink in refused:
+        lines.append(f"SPILLED         {sink.name}: {sink.records:,} record(s) in {spill_folder}/{sink.name} "
+                     f"({', '.join(sink.errors)})")
     return "\n".join(lines)
