@@ -6,13 +6,19 @@
     positions of records whose verdict and outcome are both durable ─> CommitKafkaOffsets
 
 Each output is a Kafka topic (kafka://topic), a Pub/Sub topic
-(pubsub://projects/P/topics/T) or a folder of JSON Lines files.
+(pubsub://projects/P/topics/T) or a folder of JSON Lines files. No record
+makes a sink fail: whatever a message holds (invalid UTF-8, lone surrogates,
+NaN, NUL), its delivery record is strict JSON with the message kept exactly
+(embedded as JSON when that is faithful, else base64 of its bytes), and Kafka
+headers and Pub/Sub attributes are valid UTF-8 within their size limits.
 """
 
 from __future__ import annotations
 
 import base64
+import decimal
 import json
+import math
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -21,8 +27,9 @@ from apache_beam.utils.windowed_value import WindowedValue
 from archive.gate import DELIVER
 from pipeline.kafka import (
     CommitKafkaOffsets, KafkaTopicSink, ReadFromKafkaTopic, ReadFromKafkaXlang, finished_spans)
+from pipeline.options import new_run_id
 from pipeline.pubsub import PubSubTopicSink, ReadFromPubSubSubscription
-from pipeline.sinks import FolderSink
+from pipeline.sinks import FolderSink, strict_json, strict_text
 from transforms.archive import ArchiveMessages
 from transforms.gate import GateDelivery, Released
 
@@ -38,30 +45,90 @@ def delivery_record(released: Released) -> dict:
         record["archive_sha256"] = outcome.sha256
     if message.attributes:
         record["attributes"] = message.attributes
-    try:
-        record["message"] = json.loads(message.data)
-    except ValueError:
+    embedded = faithful_json(message.data)
+    if embedded is not _NOT_FAITHFUL:
+        record["message"] = embedded
+    else:
         record["message_base64"] = base64.b64encode(message.data).decode("ascii")
     return record
+
+
+_NOT_FAITHFUL = object()
+
+
+class _Unfaithful(ValueError):
+    pass
+
+
+def faithful_json(data: bytes):
+    """The JSON value of `data` when writing it back as strict JSON keeps everything it
+    says, else _NOT_FAITHFUL: not UTF-8, not JSON, NaN or Infinity, a lone surrogate, a
+    duplicate key (one value would be lost), a number a double cannot hold exactly."""
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys,
+                           parse_float=_exact_float, parse_constant=_no_constant)
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError):  # _Unfaithful and JSONDecodeError are ValueErrors
+        return _NOT_FAITHFUL
+    return value
+
+
+def _unique_keys(pairs):
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        raise _Unfaithful("duplicate key")
+    return record
+
+
+def _exact_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or decimal.Decimal(text) != decimal.Decimal(repr(value)):
+        raise _Unfaithful("a number a double does not hold")
+    return value
+
+
+def _no_constant(name: str):
+    raise _Unfaithful(f"{name} is not JSON")
+
+
+_HEADER_BYTES = 512   # a reason is cut to this many bytes (whole characters) in a header
+_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
+
+
+def _utf8(text: str, limit: int | None = None) -> bytes:
+    """`text` as UTF-8 (lone surrogates spelled as escapes), cut at `limit` bytes on a
+    character boundary."""
+    data = strict_text(text).encode("utf-8")
+    if limit is not None and len(data) > limit:
+        data = data[:limit].decode("utf-8", "ignore").encode("utf-8")
+    return data
 
 
 def _delivery_message(released: Released) -> tuple[bytes, bytes, list]:
     """(key, value, headers) on a Kafka topic: the message as sent to us, keyed by its id."""
     message = released.message
-    headers = [("message_id", (message.message_id or "").encode()),
-               ("archive_status", (released.outcome.status if released.outcome else "NONE").encode()),
-               ("reason", released.decision.reason.encode()[:512])]
+    headers = [("message_id", _utf8(message.message_id or "", _ATTRIBUTE_BYTES)),
+               ("archive_status", _utf8(released.outcome.status if released.outcome else "NONE")),
+               ("reason", _utf8(released.decision.reason, _HEADER_BYTES))]
     if released.outcome is not None and released.outcome.url:
-        headers.append(("archive_url", released.outcome.url.encode()))
-    return (message.message_id or message.key).encode(), message.data, headers
+        headers.append(("archive_url", _utf8(released.outcome.url, _ATTRIBUTE_BYTES)))
+    return _utf8(message.message_id or message.key), message.data, headers
 
 
-def _sink(url: str, name: str, bootstrap_servers: str):
+def _pubsub_attributes(released: Released) -> dict[str, str]:
+    """The message's own attributes and our headers, as Pub/Sub accepts them."""
+    attributes = {strict_text(str(k)): strict_text(str(v))
+                  for k, v in (released.message.attributes or {}).items()}
+    attributes.update({k: v.decode("utf-8") for k, v in _delivery_message(released)[2]})
+    return attributes
+
+
+def _sink(url: str, name: str, bootstrap_servers: str, run_id: str | None = None):
     if url.startswith("kafka://"):
         return KafkaTopicSink(bootstrap_servers, url[len("kafka://"):])
     if url.startswith("pubsub://"):
         return PubSubTopicSink(url[len("pubsub://"):])
-    return FolderSink(url, name)
+    return FolderSink(url, name, run_id)
 
 
 def _publish_verdict(sink, released: Released) -> None:
@@ -74,9 +141,7 @@ def _publish_verdict(sink, released: Released) -> None:
     if isinstance(sink, KafkaTopicSink):
         sink.add(key, data, headers)
     else:
-        attributes = dict(released.message.attributes or {})
-        attributes.update({k: v.decode() for k, v in headers})
-        sink.add(data, attributes)
+        sink.add(data, _pubsub_attributes(released))
 
 
 def _publish_outcome(sink, outcome) -> None:
@@ -85,9 +150,10 @@ def _publish_outcome(sink, outcome) -> None:
     if isinstance(sink, FolderSink):
         sink.add_record(outcome.to_dict())
     elif isinstance(sink, KafkaTopicSink):
-        sink.add((outcome.message_id or "").encode(), outcome.to_json().encode())
+        sink.add(_utf8(outcome.message_id or ""), strict_json(outcome.to_dict()).encode("utf-8"))
     else:
-        sink.add(outcome.to_json().encode(), {"message_id": outcome.message_id or ""})
+        sink.add(strict_json(outcome.to_dict()).encode("utf-8"),
+                 {"message_id": _utf8(outcome.message_id or "", _ATTRIBUTE_BYTES).decode("utf-8")})
 
 
 class _PublishDecisionsFn(beam.DoFn):
@@ -98,13 +164,15 @@ class _PublishDecisionsFn(beam.DoFn):
     its outcome and its delivery (or failure) record are both durable.
     """
 
-    def __init__(self, outcomes: str, deliveries: str, failures: str, bootstrap_servers: str):
+    def __init__(self, outcomes: str, deliveries: str, failures: str, bootstrap_servers: str,
+                 run_id: str | None = None):
         self._urls = (outcomes, deliveries, failures)
         self._bootstrap_servers = bootstrap_servers
+        self._run_id = run_id
 
     def setup(self):
         self._outcomes, self._deliveries, self._failures = (
-            _sink(url, name, self._bootstrap_servers)
+            _sink(url, name, self._bootstrap_servers, self._run_id)
             for url, name in zip(self._urls, ("outcomes", "deliveries", "failures")))
 
     def start_bundle(self):
@@ -148,7 +216,8 @@ def build_streaming(pipeline: beam.Pipeline, options, tenants=None):
     done = (
         gated["decided"]
         | "Publish" >> beam.ParDo(_PublishDecisionsFn(
-            options.outcomes, options.deliveries, options.failures, options.kafka_bootstrap_servers)))
+            options.outcomes, options.deliveries, options.failures, options.kafka_bootstrap_servers,
+            getattr(options, "run_id", None) or new_run_id())))
     if options.kafka_topic and options.kafka_reader == "python":
         done | "CommitOffsets" >> CommitKafkaOffsets(options.kafka_bootstrap_servers, options.kafka_group)
     return gated

@@ -4,6 +4,7 @@ The job runs as `python -m pipeline.run --kafka_topic ...` in its own process
 group, exactly as a user starts it, and is stopped with SIGTERM or killed.
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -218,3 +219,142 @@ def test_a_crash_mid_stream_loses_nothing_and_delivers_nothing_unarchived(broker
         assert dict(message.headers())["archive_status"] == b"ARCHIVED"
         key = archived[message_id]["url"].split(bucket + "/", 1)[1]
         assert client.head_object(Bucket=bucket, Key=key)["ContentLength"] == archived[message_id]["bytes"]
+
+
+# --- hostile records through the delivery sinks ------------------------------------------
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json_lines(data: bytes):
+    """Each line parsed as RFC 8259 JSON from valid UTF-8: no NaN, no lone surrogate."""
+    text = data.decode("utf-8")  # strict: invalid UTF-8 raises
+    records = [json.loads(line, parse_constant=_reject_constant) for line in text.splitlines()]
+    for record in records:
+        json.dumps(record, allow_nan=False).encode("utf-8")  # a lone surrogate escape would raise here
+        text_of = json.dumps(record, ensure_ascii=False)
+        text_of.encode("utf-8")
+    return records
+
+
+HOSTILE_MESSAGES = [
+    pytest.param(json.dumps(clevertap_records()[2]).encode(), True, id="valid"),
+    pytest.param(b'{"channel":"sms","to":"\\ud800","body":"x"}', False, id="escaped-lone-high-surrogate"),
+    pytest.param(b'{"channel":"sms","body":"\\udfff tail"}', False, id="escaped-lone-low-surrogate"),
+    pytest.param(b'{"k":"\xed\xa0\x80"}', False, id="utf8-encoded-surrogate-bytes"),
+    pytest.param(b'\xff\xfe{"channel":"sms"}', False, id="invalid-utf8"),
+    pytest.param(b'{"a":"\x00"}', False, id="raw-nul-in-string"),
+    pytest.param(b"\x00" * 16, False, id="only-nuls"),
+    pytest.param(b'{"a":"\\u0000"}', True, id="escaped-nul"),
+    pytest.param(b'{"n": NaN}', False, id="nan"),
+    pytest.param(b'{"n": -Infinity}', False, id="infinity"),
+    pytest.param(b'{"n": 1e400}', False, id="float-overflow"),
+    pytest.param(b'{"f": 0.100000000000000000000001}', False, id="float-beyond-double"),
+    pytest.param(b'{"a": 1, "a": 2}', False, id="duplicate-keys"),
+    pytest.param(b"[1, 2, 3]", True, id="array"),
+    pytest.param(b"", False, id="empty"),
+    pytest.param(b"{not json", False, id="not-json"),
+    pytest.param(b'{"body": "' + b"x" * 3_000_000 + b'"}', True, id="huge"),
+    pytest.param(b'{"body": "\\ud83d\\ude00 paired"}', True, id="escaped-surrogate-pair"),
+]
+
+
+@pytest.mark.parametrize("message_id", [None, "m-1", "m-\ud800", "m-\x00"], ids=["no-id", "id", "surrogate-id", "nul-id"])
+@pytest.mark.parametrize("data, embedded", HOSTILE_MESSAGES)
+def test_a_folder_sink_writes_every_delivery_record_as_strict_json_keeping_the_message(
+        tmp_path, data, embedded, message_id):
+    from archive.gate import decide
+    from archive.outcome import INVALID, Outcome
+    from pipeline.sinks import FolderSink
+    from pipeline.streaming import delivery_record
+    from transforms.gate import Deliverable, Released
+
+    outcome = Outcome(INVALID, message_id, "t", "sms", "clevertap", reason="bad \ud800 input")
+    released = Released(Deliverable("k", message_id, "t", "sms", data, attributes={"a": "b"}), outcome,
+                        decide("strict", outcome))
+    sink = FolderSink(str(tmp_path / "failures"), "failures", run_id="r1")
+    sink.add_record(delivery_record(released))
+    sink.flush()
+    [name] = os.listdir(tmp_path / "failures")
+    assert name.startswith("failures-r1-") and name.endswith(".jsonl")
+    [record] = strict_json_lines((tmp_path / "failures" / name).read_bytes())
+    if embedded:
+        assert "message_base64" not in record
+        assert record["message"] == json.loads(data)
+    else:
+        assert "message" not in record
+        assert base64.b64decode(record["message_base64"]) == data  # the exact bytes
+    assert record["archive_status"] == INVALID
+
+
+@pytest.mark.parametrize("message_id, reason", [
+    pytest.param("m-1", "archived", id="plain"),
+    pytest.param("m-\ud800", "failed \udfff", id="surrogates"),
+    pytest.param("m-é", "x" + "é" * 600, id="long-multibyte-reason"),
+    pytest.param(None, "x" * 5000, id="no-id-long-reason"),
+])
+def test_kafka_headers_and_pubsub_attributes_are_total(message_id, reason):
+    from archive.gate import Decision
+    from pipeline.streaming import _delivery_message, _pubsub_attributes
+    from transforms.gate import Deliverable, Released
+
+    released = Released(Deliverable("tenant/key", message_id, "t", "sms", b"\xff"), None,
+                        Decision("HOLD", reason, True))
+    key, value, headers = _delivery_message(released)
+    assert isinstance(key, bytes) and value == b"\xff"
+    for name, header in headers:
+        header.decode("utf-8")  # valid UTF-8, whatever the id or reason held
+        assert len(header) <= 1024
+    attributes = _pubsub_attributes(released)
+    for name, text in attributes.items():
+        assert len(text.encode("utf-8")) <= 1024 and len(name.encode("utf-8")) <= 256
+
+
+POISON = [
+    b'{"channel":"sms","to":"\\ud800","body":"x","campaign_id":1,"campaign_name":"c"}',
+    b'{"channel":"sms","body":"\\udfff","message_id":"poison-2"}',
+    b'\xff\xfe\x00not utf-8',
+    b'{"n": NaN, "channel": "sms"}',
+    b'{"a": 1, "a": 2}',
+    b"\x00",
+]
+
+
+def test_poison_records_get_one_verdict_each_and_the_stream_keeps_going(broker, s3_server, tmp_path):
+    topic = f"poison-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=2)
+    bucket = s3_server.create_bucket(f"poison-{uuid.uuid4().hex[:8]}")
+    before, after = messages(40, "before"), messages(40, "after")
+    failures, deliveries = tmp_path / "failures", tmp_path / "deliveries"
+    job = StreamingJob(broker, s3_server, bucket, topic, None,
+                       "--failures", str(failures), "--deliveries", str(deliveries), "--run_id", "poison-run")
+    reader = Reader(broker, job.topics)
+    publish(broker, topic, before + POISON)
+    job.start()
+    try:
+        total = len(before) + len(POISON) + len(after)
+        assert reader.until(lambda seen: len(seen["outcomes"]) >= len(before) + len(POISON), 180)
+        publish(broker, topic, after)  # the job is still reading after the poison
+        assert reader.until(lambda seen: len(seen["outcomes"]) >= total, 120), len(reader.seen["outcomes"])
+
+        def folder_records(folder):
+            if not folder.exists():
+                return []
+            return [r for n in sorted(os.listdir(folder)) if not n.startswith(".")
+                    for r in strict_json_lines((folder / n).read_bytes())]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and \
+                len(folder_records(failures)) + len(folder_records(deliveries)) < total:
+            time.sleep(0.5)
+    finally:
+        job.stop()
+    outcomes = reader.outcomes()
+    reader.close()
+    keys = [outcome_key(o) for o in outcomes]
+    assert len(keys) == len(set(keys)) == total            # one verdict each, none replayed in a loop
+    held, delivered = folder_records(failures), folder_records(deliveries)
+    assert len(held) == len(POISON) and len(delivered) == len(before) + len(after)
+    kept = sorted(base64.b64decode(r["message_base64"]) if "message_base64" in r else None for r in held)
+    assert kept == sorted(POISON)                         # each poison record, byte for byte
+    assert all(n.startswith(("failures-poison-run-", ".")) for n in os.listdir(failures))
