@@ -133,10 +133,21 @@ _NAMES = {
 
 
 _SECRETS = re.compile(
-    r"(?i)([\"']?(?:AccountKey|SharedAccessSignature|sig|Signature|X-Amz-Signature|X-Amz-Credential|"
-    r"X-Amz-Security-Token|AWSAccessKeyId|access_key|secret|token|password|Authorization)[\"']?"
+    r"(?i)([\"']?(?:AccountKey|SharedAccessSignature|SharedAccessKey|sig|Signature|X-Amz-Signature|"
+    r"X-Amz-Credential|X-Amz-Security-Token|AWSAccessKeyId|access_key|secret|token|password|passwd|"
+    r"private_key|api_?key|Authorization)[\"']?"
     r"\s*[=:]\s*)(?:(?:Bearer|Basic|SharedKey|AWS4-HMAC-SHA256)\s+)?(\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)")
 _BEARER = re.compile(r"(?i)\b(Bearer|Basic|SharedKey)\s+[A-Za-z0-9._~+/=:-]+")
+# user:password@ in any URL; greedy to the token's last "@", as a secret may hold a "/".
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s@'\"<>]*@")
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA|APKA|ABIA|ACCA)[A-Z0-9]{16}\b")
+_TOKENS = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|ya29\.[A-Za-z0-9._\-]+|AIza[0-9A-Za-z_\-]{35})"
+    r"|(?i:\b(?:token|secret|password)\s+)[A-Za-z0-9._~+/=\-]{16,}")
+# Recipients: an address (not our own "***" mask), and an international phone number.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'+/=?^_`{|}~\-\u0080-\uffff]+@[A-Za-z0-9\-\u0080-\uffff]+(?:\.[A-Za-z0-9\-\u0080-\uffff]+)+")
+_PHONE = re.compile(r"\+\d[\d ().\-]{5,}\d")
 
 
 def service_code(exc: BaseException) -> str | None:
@@ -157,11 +168,19 @@ def service_code(exc: BaseException) -> str | None:
 
 
 def describe(exc: BaseException, limit: int = 400) -> str:
-    """A one-line description of an error, safe for outcomes and logs."""
+    """A one-line description of an error, safe for outcomes and logs: credentials
+    (key=value secrets, SAS signatures, bearer and shared-key headers, user:password@
+    in URLs, AWS key ids, well-known token formats) and recipients (email
+    addresses, +international phone numbers) are replaced by ***."""
     code = service_code(exc)
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     if code and code not in text:
         text = f"{type(exc).__name__} [{code}]: {exc}".replace("\n", " ")
+    text = _URL_USERINFO.sub(r"\1***@", text)
     text = _SECRETS.sub(r"\1***", text)
     text = _BEARER.sub(r"\1 ***", text)
+    text = _AWS_KEY_ID.sub("***", text)
+    text = _TOKENS.sub(lambda m: m.group(0).split()[0] + " ***" if " " in m.group(0) else "***", text)
+    text = _EMAIL.sub("***@***", text)
+    text = _PHONE.sub("+***", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"

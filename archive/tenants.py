@@ -176,29 +176,47 @@ def check_url(url: str, where: str) -> None:
     error names `where`, never the URL.
 
     Azure's "abfs://container@account.dfs.core.windows.net" names a container,
-    not a user, and is accepted (no ":" in it). A bucket or container name never
-    holds ":", so one before the path is refused too: a secret with a "/" in it
-    ("s3://KEY:SE/CRET@bucket") would otherwise hide its "@" in the path.
+    not a user, and is accepted (no ":" before its "@"). A local path is never
+    refused ("/data/user@example.com/in.jsonl" is a folder name).
     """
     if not isinstance(url, str):
         raise TenantConfigError(f"{where}: a URL must be a string")
-    scheme, separator, rest = url.partition("://")
-    if not separator:
+    parts = _url_parts(url)
+    if parts is None:
         return  # a local path: nothing in it reaches a server
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    protocol = scheme.lower()
-    refusal = (f"{where}: the URL holds credentials; give them in storage options or the "
-               f"environment, never in a URL")
-    head = rest.split("?", 1)[0].split("#", 1)[0]
-    if "@" in head and not (protocol in _AZURE_PROTOCOLS and ":" not in head.rpartition("@")[0]):
+    protocol, authority, userinfo, query = parts
+    refusal = f"{where}: the URL holds credentials; give them in storage options or the environment, never in a URL"
+    if userinfo is not None and not (protocol in _AZURE_PROTOCOLS and ":" not in userinfo):
         raise TenantConfigError(refusal + " (user:password@)")
-    if protocol in _S3_PROTOCOLS + _GCS_PROTOCOLS + _AZURE_PROTOCOLS and ":" in authority:
-        raise TenantConfigError(refusal + " (user:password@)")
-    host_port = authority.rpartition("]")[2]  # an IPv6 literal's colons are not a port
-    if ":" in host_port and not host_port.rpartition(":")[2].isdigit():
-        raise TenantConfigError(refusal + " (user:password@)")
-    if _CREDENTIAL_PARAMETERS.search(rest.partition("?")[2]):
+    if _CREDENTIAL_PARAMETERS.search(query):
         raise TenantConfigError(refusal + " (a signature, token or key in its query)")
+
+
+def _url_parts(url: str):
+    """(protocol, authority, userinfo or None, query) of a URL with a scheme, else None.
+
+    The userinfo is what stands before the authority's "@"; and when the
+    authority holds a ":" that is no port (a bucket or container name never
+    holds one), a secret with a "/" in it has cut the authority short
+    ("s3://KEY:SE/CRET@bucket"), so the userinfo runs to the last "@" before
+    the query, or is the authority itself.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or not scheme:
+        return None
+    head, _, query = rest.partition("?")
+    head = head.partition("#")[0]
+    authority = head.split("/", 1)[0]
+    protocol = scheme.lower()
+    userinfo = None
+    if "@" in authority:
+        userinfo = authority.rpartition("@")[0]
+    else:
+        host_port = authority.rpartition("]")[2]  # an IPv6 literal's colons are not a port
+        object_store = protocol in _S3_PROTOCOLS + _GCS_PROTOCOLS + _AZURE_PROTOCOLS
+        if (":" in host_port and object_store) or (":" in host_port and not host_port.rpartition(":")[2].isdigit()):
+            userinfo = head.rpartition("@")[0] if "@" in head else authority
+    return protocol, authority, userinfo, query
 
 
 def redact_url(url: str) -> str:
@@ -206,15 +224,14 @@ def redact_url(url: str) -> str:
     fit for a log line."""
     if not isinstance(url, str):
         return "***"
-    scheme, separator, rest = url.partition("://")
-    if not separator:
+    parts = _url_parts(url)
+    if parts is None:
         return url
+    scheme, _, rest = url.partition("://")
+    _, _, userinfo, _ = parts
+    if userinfo is not None:
+        rest = "***" + rest[len(userinfo):]
     head, question, query = rest.partition("?")
-    authority, slash, path = head.partition("/")
-    if "@" in head:
-        head = "***@" + head.rpartition("@")[2]
-    elif ":" in authority.rpartition("]")[2] and not authority.rpartition(":")[2].isdigit():
-        head = "***" + slash + path  # user:secret whose secret holds a "/"
     query = _CREDENTIAL_PARAMETERS.sub(lambda m: f"{m.group(1)}{m.group(2)}=***", query)
     return f"{scheme}://{head}{question}{query}"
 

@@ -189,7 +189,70 @@ SECRETS = [
     pytest.param('password="hunter2 with space"', "hunter2", "password=", id="quoted-password"),
     pytest.param("AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=wJalrXUtnFEMI", "wJalrXUtnFEMI",
                  "AWSAccessKeyId=", id="legacy-s3-query"),
+    # Credentials inside a URL's userinfo, whatever the scheme.
+    pytest.param("cannot open s3://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMIK7MDENG@bucket/k", "wJalrXUtnFEMIK7MDENG",
+                 "@bucket/k", id="url-userinfo-s3"),
+    pytest.param("cannot open abfs://user:hunter2pass@container/k", "hunter2pass", "@container/k",
+                 id="url-userinfo-abfs"),
+    pytest.param("GET https://admin:hunter2pass@minio.internal:9000/b failed", "hunter2pass",
+                 "@minio.internal:9000/b", id="url-userinfo-https"),
+    pytest.param("cannot open s3://AKIAIOSFODNN7EXAMPLE:wJalr/XUtnFEMI@bucket", "wJalr",
+                 "@bucket", id="url-userinfo-secret-with-slash"),
+    # AWS key ids stand alone in messages too.
+    pytest.param("The AWS Access Key Id AKIAIOSFODNN7EXAMPLE does not exist", "AKIAIOSFODNN7EXAMPLE",
+                 "does not exist", id="bare-access-key-id"),
+    pytest.param("session ASIAY34FZKBOKMUTVV7A expired", "ASIAY34FZKBOKMUTVV7A", "expired",
+                 id="bare-temporary-key-id"),
+    # Options and settings reprs.
+    pytest.param("{'key': 'AKIAEXAMPLEKEY', 'secret': 'wJalrXUtn'}", "wJalrXUtn", "'secret'", id="s3fs-secret"),
+    pytest.param("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG", "wJalrXUtnFEMI", "aws_secret_access_key=",
+                 id="aws_secret_access_key"),
+    pytest.param("aws_session_token: FwoGZXIvYXdzEBQaD", "FwoGZXIvYXdzEBQaD", "aws_session_token", id="session-token"),
+    pytest.param("client_secret=Zx8Q~abc.def", "Zx8Q~abc.def", "client_secret=", id="azure-client-secret"),
+    pytest.param("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=AbC123=",
+                 "AbC123=", "SharedAccessKeyName=root", id="shared-access-key"),
+    pytest.param('"private_key": "-----BEGIN PRIVATE KEY-----MIIEv"', "MIIEv", "private_key", id="gcp-private-key"),
+    pytest.param("x-ms-sas=1 SharedAccessSignature sr=x&sig=AbCdEf123&se=1", "AbCdEf123", "se=1",
+                 id="sas-in-header-form"),
+    pytest.param("Authorization: SharedKey acct:AbCdEfGh123=", "AbCdEfGh123", "Authorization",
+                 id="azure-shared-key-header"),
+    pytest.param("Proxy-Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz", "Proxy-Authorization",
+                 id="basic-auth"),
+    pytest.param("token ghp_16C7e42F292c6912E7710c838347Ae178B4a rejected", "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+                 "rejected", id="bare-token-word"),
 ]
+
+RECIPIENTS = [
+    # (message, recipient that must go, text that must stay)
+    pytest.param("cannot write sent_messages/x for customer@example.com: AccessDenied", "customer@example.com",
+                 "AccessDenied", id="email"),
+    pytest.param("to=Jane.Doe+tag@sub.example.co.uk rejected", "Jane.Doe+tag@sub.example.co.uk", "rejected",
+                 id="email-plus-subdomain"),
+    pytest.param("recipient user@xn--bcher-kva.example unknown", "user@xn--bcher-kva.example", "unknown",
+                 id="email-punycode"),
+    pytest.param("recipient user@b\u00fccher.example unknown", "user@b\u00fccher.example", "unknown",
+                 id="email-unicode"),
+    pytest.param("phone +15555555555 refused", "+15555555555", "refused", id="e164"),
+    pytest.param("phone +44 7911 123456 refused", "7911 123456", "refused", id="e164-spaced"),
+    pytest.param("phone +1 (555) 555-5555 refused", "555-5555", "refused", id="e164-punctuated"),
+]
+
+
+@pytest.mark.parametrize("message, recipient, kept", RECIPIENTS)
+def test_describe_never_shows_a_recipient(message, recipient, kept):
+    text = describe(OSError(message))
+    assert recipient not in text, text
+    assert kept in text
+
+
+@pytest.mark.parametrize("message", [
+    "Key: sent_messages/Email/202407/1722529032/592fc57ef0b254235cfa5977bccfd34a/m1.json.lz4",
+    "SlowDown: Please reduce your request rate. status=503 attempts=3",
+    "Cannot connect to host 127.0.0.1:9000 ssl:default [Connect call failed ('127.0.0.1', 9000)]",
+    "s3://bucket/archive/sent_messages/Sms/202407/1/b3e2048d6e5378173713705fde6a93da/m.json.lz4",
+])
+def test_describe_keeps_what_diagnoses_a_failure(message):
+    assert describe(OSError(message)) == f"OSError: {message}"
 
 
 @pytest.mark.parametrize("message, secret, kept", SECRETS)

@@ -1,4 +1,5 @@
-"""Tenant files: parsing, the destination rule, validation, ${ENV} expansion, the HTTPS rule."""
+"""Tenant files: parsing, the destination rule, validation, ${ENV} expansion, the HTTPS rule,
+and no credentials inside a URL."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 from archive.envelope import CHANNELS
 from archive.tenants import (
     AzureOptions, Destination, GCSOptions, S3Options, Tenant, TenantConfigError, TenantDirectory,
-    check_transport, choose_destination, load, parse,
+    check_transport, check_url, choose_destination, load, parse, redact_url,
 )
 
 # --- a full, valid file ---------------------------------------------------------------
@@ -651,3 +652,83 @@ def test_parse_does_not_mutate_or_share_the_document():
     assert json.loads(text) == before
     assert first == second
     assert first.tenants["acme"].destination.storage_options is not second.tenants["acme"].destination.storage_options
+
+
+# --- credentials never ride in a URL ----------------------------------------------------------
+
+CREDENTIAL_URLS = [
+    # (url, the secret that must not be echoed)
+    pytest.param("s3://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMIK7MDENG@bucket/archive", "wJalrXUtnFEMIK7MDENG",
+                 id="s3-key-secret"),
+    pytest.param("s3://AKIAIOSFODNN7EXAMPLE:wJalr/XUtnFEMI+K7MDENG@bucket", "XUtnFEMI", id="s3-secret-with-slash"),
+    pytest.param("s3://AKIAIOSFODNN7EXAMPLE@bucket", "AKIAIOSFODNN7EXAMPLE", id="s3-key-only"),
+    pytest.param("s3a://k:s3cr3t@bucket", "s3cr3t", id="s3a"),
+    pytest.param("gs://user:s3cr3t@bucket", "s3cr3t", id="gs"),
+    pytest.param("abfs://user:s3cr3t@container", "s3cr3t", id="abfs-user-pass"),
+    pytest.param("abfss://user:s3cr3t@container@account.dfs.core.windows.net/x", "s3cr3t", id="abfss-user-pass"),
+    pytest.param("az://acct:Eby8vdM02xNOcqFlqUwJ@container", "Eby8vdM02xNOcqFlqUwJ", id="az-account-key"),
+    pytest.param("https://user:hunter2@files.example.com/in.jsonl", "hunter2", id="https-user-pass"),
+    pytest.param("http://user:hunter2@127.0.0.1:8080/in.jsonl", "hunter2", id="http-loopback-user-pass"),
+    pytest.param("ftp://anonymous:me%40example.com@ftp.example.com/in", "me%40example.com", id="ftp"),
+    pytest.param("memory://user:hunter2@archive", "hunter2", id="memory"),
+    pytest.param("file://user:hunter2@localhost/tmp/in", "hunter2", id="file"),
+    pytest.param("https://acct.blob.core.windows.net/c/in.jsonl?sv=2022-11-02&sig=Zm9vYmFy%3D", "Zm9vYmFy",
+                 id="sas-token"),
+    pytest.param("https://b.s3.amazonaws.com/in.jsonl?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=abc123def",
+                 "abc123def", id="presigned-s3"),
+    pytest.param("gs://bucket/in.jsonl?access_token=ya29.s3cr3t", "ya29.s3cr3t", id="access-token"),
+    pytest.param("s3://bucket/in?AWSAccessKeyId=AKIA&Signature=s3cr3t", "s3cr3t", id="legacy-presigned"),
+]
+
+
+@pytest.mark.parametrize("url, secret", CREDENTIAL_URLS)
+def test_check_url_refuses_credentials_without_echoing_them(url, secret):
+    with pytest.raises(TenantConfigError) as caught:
+        check_url(url, "--input")
+    message = str(caught.value)
+    assert message.startswith("--input: the URL holds credentials"), message
+    assert secret not in message and url not in message
+
+
+@pytest.mark.parametrize("url", [
+    "s3://bucket/archive", "s3://bucket", "gs://bucket/in/*.jsonl", "abfs://container/archive",
+    "abfs://container@account.dfs.core.windows.net/archive",  # Azure's container@account form
+    "az://container@account.blob.core.windows.net", "https://files.example.com:8443/in.jsonl",
+    "http://127.0.0.1:9000/in", "http://[::1]:9000/in", "memory://archive", "file:///tmp/in.jsonl",
+    "local_run/archive", "/data/in-?.jsonl", "/data/user@example.com/in.jsonl", "C:\\data\\in.jsonl",
+    "s3://bucket/archive@2024/", "gs://bucket/in.jsonl?generation=1",
+])
+def test_check_url_accepts_urls_without_credentials(url):
+    check_url(url, "--input")
+
+
+@pytest.mark.parametrize("url, redacted", [
+    pytest.param("s3://AKIA:wJalrXUtnFEMI@bucket/archive", "s3://***@bucket/archive", id="userinfo"),
+    pytest.param("s3://AKIA:wJalr/XUtn@bucket/archive", "s3://***@bucket/archive", id="secret-with-slash"),
+    pytest.param("s3://AKIA:wJalrXUtn/archive", "s3://***/archive", id="colon-without-at"),
+    pytest.param("https://u:p@h.example.com/x?sig=abc&sv=1&X-Amz-Signature=def",
+                 "https://***@h.example.com/x?sig=***&sv=1&X-Amz-Signature=***", id="userinfo-and-query"),
+    pytest.param("https://h.example.com:8443/x?token=t0k3n", "https://h.example.com:8443/x?token=***", id="token"),
+    pytest.param("s3://bucket/archive", "s3://bucket/archive", id="clean-kept"),
+    pytest.param("local_run/archive", "local_run/archive", id="path-kept"),
+    pytest.param("abfs://container@account.dfs.core.windows.net/a", "abfs://***@account.dfs.core.windows.net/a",
+                 id="azure-container-at-account"),
+])
+def test_redact_url(url, redacted):
+    assert redact_url(url) == redacted
+
+
+@pytest.mark.parametrize("url, secret", CREDENTIAL_URLS[:8])
+def test_tenant_file_refuses_a_destination_url_with_credentials(url, secret):
+    text = json.dumps({"tenants": {"acme": {"destinations": [{"url": url}]}}})
+    with pytest.raises(TenantConfigError) as caught:
+        parse(text, "t.json", environ={})
+    assert str(caught.value).startswith("tenant 'acme': destinations[0].url: the URL holds credentials")
+    assert secret not in str(caught.value)
+
+
+@pytest.mark.parametrize("url, secret", CREDENTIAL_URLS[:8])
+def test_single_destination_with_credentials_is_refused_without_echo(url, secret):
+    with pytest.raises(TenantConfigError) as caught:
+        TenantDirectory.single(url, {})
+    assert secret not in str(caught.value)

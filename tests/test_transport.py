@@ -378,3 +378,21 @@ def test_a_loopback_endpoint_from_the_environment_archives(loopback_only, enviro
     assert [o["status"] for o in outcomes] == ["ARCHIVED", "ARCHIVED"]
     stored = s3_server.boto3_client().list_objects_v2(Bucket=bucket)["Contents"]
     assert sorted(o["Key"] for o in stored) == sorted(o["url"].split(f"{bucket}/", 1)[1] for o in outcomes)
+
+
+# --- credentials inside a destination URL never reach the log --------------------------------
+
+@pytest.mark.parametrize("url, secret", [
+    pytest.param("s3://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMIK7MDENG@bucket", "wJalrXUtnFEMIK7MDENG", id="s3"),
+    pytest.param("abfs://user:hunter2pass@container", "hunter2pass", id="abfs"),
+    pytest.param("https://user:hunter2pass@archive.example.com/x", "hunter2pass", id="https"),
+    pytest.param("memory://user:hunter2pass@archive", "hunter2pass", id="memory"),
+])
+def test_a_destination_url_with_credentials_exits_2_and_prints_no_secret(loopback_only, environment, tmp_path,
+                                                                        capsys, caplog, url, secret):
+    code = run.main(["--input", str(tmp_path), "--destination", url, "--summary", "true"])
+    captured = capsys.readouterr()
+    assert code == 2
+    for text in (captured.out, captured.err, caplog.text):
+        assert secret not in text
+    assert "error: --destination" in captured.err
