@@ -106,10 +106,6 @@ def _representable(value):
     return strict_text(str(value))
 
 
-def _line(record) -> str:
-    return strict_line(record if isinstance(record, str) else record.to_json())
-
-
 def shown_url(url: str) -> str:
     """A URL fit for a log line or an error: no user, password or query string."""
     try:
@@ -225,7 +221,7 @@ class _WriteTempFileFn(beam.DoFn):
         self._lines: list[str] = []
 
     def process(self, record):
-        self._lines.append(_line(record))
+        self._lines.append(record if isinstance(record, str) else record.to_json())
         if len(self._lines) >= self._FLUSH_LINES:
             self._flush()
 
@@ -261,7 +257,10 @@ class _WriteTempFileFn(beam.DoFn):
         if self._handle is None:
             self._open()
         self._lines.append("")  # the last line's newline
-        data = "\n".join(self._lines).encode("utf-8")
+        try:
+            data = "\n".join(self._lines).encode("utf-8")
+        except UnicodeEncodeError:  # rare: only then is each line looked at
+            data = "\n".join(strict_line(line) for line in self._lines).encode("utf-8")
         count = len(self._lines) - 1
         self._lines = []
         try:

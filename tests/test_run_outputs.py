@@ -207,3 +207,77 @@ def test_a_refused_store_costs_no_outcome_and_no_dead_letter(s3_auth_server, tmp
     for name, was_refused in (("outcomes", outcomes_refused), ("dead-letters", dead_letters_refused)):
         if not was_refused:
             assert not (spill / name).exists()
+
+
+# --- the pure parts -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    pytest.param({"a": "b"}, '{"a":"b"}', id="plain"),
+    pytest.param({"a": "é\x00"}, '{"a":"é\\u0000"}', id="nul-and-accent"),
+    pytest.param({"a": "x\ud800"}, '{"a":"x\\\\ud800"}', id="lone-surrogate-value"),
+    pytest.param({"k\udfff": 1}, '{"k\\\\udfff":1}', id="lone-surrogate-key"),
+    pytest.param({"n": float("nan"), "i": float("inf"), "j": float("-inf")},
+                 '{"n":"NaN","i":"Infinity","j":"-Infinity"}', id="non-finite"),
+    pytest.param({"b": b"\xff\x00"}, '{"b":"/wA="}', id="bytes"),
+    pytest.param({"t": (1, "\ud800")}, '{"t":[1,"\\\\ud800"]}', id="tuple"),
+    pytest.param({"o": object}, None, id="other-type"),
+])
+def test_strict_json_is_total(value, expected):
+    from pipeline.sinks import strict_json
+
+    text = strict_json(value)
+    text.encode("utf-8")
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written"))
+    if expected is not None:
+        assert text == expected
+
+
+@pytest.mark.parametrize("url, shown", [
+    pytest.param("s3://bucket/outcomes", "s3://bucket/outcomes", id="plain"),
+    pytest.param("s3://AKIAKEY:secret@bucket/x", "s3://bucket/x", id="credentials"),
+    pytest.param("abfs://c/x?sig=abc", "abfs://c/x", id="sas-query"),
+    pytest.param("/local/folder", "/local/folder", id="path"),
+    pytest.param("https://user@[::1]:9/x", "https://[::1]:9/x", id="user-ipv6"),
+])
+def test_shown_url_hides_credentials(url, shown):
+    from pipeline.sinks import shown_url
+
+    assert shown_url(url) == shown
+
+
+def test_a_new_run_id_is_the_utc_time_and_a_suffix():
+    from pipeline.options import check_run_id, new_run_id
+
+    assert new_run_id(1796189400, "3f9a1c") == "20261202T053000Z-3f9a1c"
+    assert RUN_ID.match(new_run_id()) and new_run_id() != new_run_id()
+    assert check_run_id(new_run_id())
+
+
+@pytest.mark.parametrize("counters, refused", [
+    pytest.param({}, [], id="none"),
+    pytest.param({"outcomes.spilled_records": 0}, [], id="zero"),
+    pytest.param({"dead-letters.refused.auth.PermissionError": 2, "dead-letters.spilled_records": 5,
+                  "outcomes.refused.auth.PermissionError": 1, "outcomes.spilled_records": 17,
+                  "outcomes.refused.connection.ConnectionError": 1},
+                 [("outcomes", 17, ("auth: PermissionError", "connection: ConnectionError")),
+                  ("dead-letters", 5, ("auth: PermissionError",))], id="both"),
+    pytest.param({"dead-letters.refused.auth.PermissionError": 1}, [("dead-letters", 0, ("auth: PermissionError",))],
+                 id="refused-with-nothing-to-keep"),
+])
+def test_refused_sinks_from_the_counters(counters, refused):
+    from pipeline.summary import refused_sinks
+
+    assert [tuple(r) for r in refused_sinks(counters)] == refused
+
+
+@pytest.mark.parametrize("counters, shown, hidden", [
+    pytest.param({"sms.ARCHIVED": 2, "blank_lines": 3}, ["blank lines     3 (skipped)", "run id          r-1"], [],
+                 id="blank-lines"),
+    pytest.param({"sms.ARCHIVED": 2}, ["run id          r-1"], ["blank lines"], id="no-blank-lines"),
+])
+def test_the_summary_shows_the_run_id_and_blank_lines(counters, shown, hidden):
+    from pipeline.summary import render
+
+    text = render(counters, destination="d", outcomes="o", dead_letters="dl", seconds=1.0, run_id="r-1")
+    assert all(s in text.splitlines() for s in shown) and not any(h in text for h in hidden)
+    assert "    2" in text.split("sms", 1)[1].splitlines()[0]  # blank lines are no channel
