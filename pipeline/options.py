@@ -25,7 +25,7 @@ from archive.profiles import PROFILES
 from archive.retry import RetryPolicy
 from archive import tenants
 from archive.store import StoreSpec
-from archive.tenants import Destination, TenantDirectory, check_transport
+from archive.tenants import Destination, TenantDirectory, check_transport, check_url
 
 DEFAULT_DESTINATION = "local_run/archive"
 DEFAULT_OUTCOMES = "local_run/outcomes"
@@ -207,6 +207,11 @@ class ArchiveOptions(PipelineOptions):
         if self.kafka_topic and self.kafka_reader == "xlang" and not self.expansion_service:
             raise UsageError("--kafka_reader xlang needs --expansion_service host:port")
         try:
+            urls = [("--input", pattern) for pattern in (self.input or "").split(",")] + [
+                ("--outcomes", self.outcomes), ("--dead_letters", self.dead_letters), ("--tenants", self.tenants)]
+            for flag, url in urls:
+                if url and url.strip():
+                    check_url(url.strip(), flag)  # credentials never ride in a URL (nor in a log)
             self.store_spec()
             self.archiver_config()
             if not (self.kafka_topic or self.pubsub_subscription):

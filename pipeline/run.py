@@ -33,8 +33,9 @@ import fsspec  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
 
 from archive.errors import classify  # noqa: E402
+from archive.tenants import redact_url  # noqa: E402
 from pipeline.options import ArchiveOptions, UsageError, check_flags, new_run_id  # noqa: E402
-from pipeline.sinks import WriteJsonLines, shown_url  # noqa: E402
+from pipeline.sinks import WriteJsonLines  # noqa: E402
 from pipeline.sources import ReadOutboundMessages  # noqa: E402
 from pipeline.streaming import build_streaming  # noqa: E402
 from pipeline.summary import archive_counters, refused_sinks, render, sink_counters  # noqa: E402
@@ -148,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         _LOG.error("%d message(s) failed to archive; see FAILED records in %s", failed,
                    os.path.join(spill, "outcomes") if any(r.name == "outcomes" for r in refused)
-                   else shown_url(archive.outcomes))
+                   else redact_url(archive.outcomes))
     if refused:
         targets = {"outcomes": archive.outcomes, "dead-letters": archive.dead_letters_url()}
         for sink in refused:
-            print(f"error: the {sink.name} sink could not write to {shown_url(targets.get(sink.name, '?'))} "
+            print(f"error: the {sink.name} sink could not write to {redact_url(targets.get(sink.name, '?'))} "
                   f"({', '.join(sink.errors)}); {sink.records} record(s) kept in "
                   f"{os.path.join(spill, sink.name)}", file=sys.stderr)
         return EXIT_SINK_SPILLED
@@ -184,9 +185,9 @@ def check_input(pattern: str, storage_options: dict) -> None:
     try:
         next(iter(_MatchFilesFn(storage_options).process(pattern)))
     except FileNotFoundError:
-        raise UsageError(f"--input: no input files match {shown_url(pattern)}") from None
+        raise UsageError(f"--input: no input files match {redact_url(pattern)}") from None
     except Exception as exc:  # unreachable, refused, a bad URL
-        raise UsageError(f"--input: cannot list {shown_url(pattern)} "
+        raise UsageError(f"--input: cannot list {redact_url(pattern)} "
                          f"({classify(exc).value}: {type(exc).__name__})") from None
 
 
@@ -201,7 +202,7 @@ def check_run_id_unused(archive: ArchiveOptions, storage_options: dict) -> None:
             continue
         if any(mine.fullmatch(n) for n in names):
             raise UsageError(f"--run_id {archive.run_id}: {name} files of that run already exist in "
-                             f"{shown_url(folder)}; give a new run id")
+                             f"{redact_url(folder)}; give a new run id")
 
 
 def print_help() -> None:

@@ -38,7 +38,6 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import apache_beam as beam
 import fsspec
@@ -49,6 +48,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from fsspec.implementations.local import LocalFileSystem
 
 from archive.errors import classify
+from archive.tenants import redact_url
 
 _LOG = logging.getLogger(__name__)
 
@@ -106,17 +106,6 @@ def _representable(value):
     return strict_text(str(value))
 
 
-def shown_url(url: str) -> str:
-    """A URL fit for a log line or an error: no user, password or query string."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if not parts.scheme or not parts.netloc:
-        return url.split("?", 1)[0]
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
-
-
 # --- the local spill folder --------------------------------------------------------------
 
 class _Spill:
@@ -125,7 +114,7 @@ class _Spill:
     def __init__(self, folder: str, name: str, target: str):
         self.folder = os.path.join(folder, name)
         self._name = name
-        self._target = shown_url(target)
+        self._target = redact_url(target)
         self._records = Metrics.counter(SINKS_NAMESPACE, f"{name}.spilled_records")
 
     def refused(self, error: BaseException, records: int, where: str = "") -> None:
@@ -338,7 +327,7 @@ class _FinalizeFn(beam.DoFn):
         except Exception as exc:  # the folder refuses us: fetch what is left into the spill folder
             self._spill_rest(fs, spill, [(i, u) for i, u in enumerate(sources) if u not in placed], total, exc)
         else:
-            _LOG.info("wrote %d %s file(s) under %s", total, self._name, shown_url(self._folder))
+            _LOG.info("wrote %d %s file(s) under %s", total, self._name, redact_url(self._folder))
         yield finals
 
     def _final_name(self, tag: str, index: int, total: int) -> str:
@@ -351,7 +340,7 @@ class _FinalizeFn(beam.DoFn):
         while any(fs.exists(f"{folder}/{self._final_name(tag, i, total)}") for i in range(total)):
             tag = f"{self._run_id}-{secrets.token_hex(3)}"
             _LOG.warning("%s files named after run %s exist under %s: writing %s-%s-* instead",
-                         self._name, self._run_id, shown_url(self._folder), self._name, tag)
+                         self._name, self._run_id, redact_url(self._folder), self._name, tag)
         return tag
 
     def _place(self, fs, source: str | None, folder: str, tag: str, index: int, total: int) -> str:
@@ -378,7 +367,7 @@ class _FinalizeFn(beam.DoFn):
                     fs.get_file(fs._strip_protocol(url), path)
                 kept += _count_lines(path)
             except Exception:
-                stranded.append(shown_url(url))
+                stranded.append(redact_url(url))
         where = f"; still in its temp folder: {', '.join(stranded)}" if stranded else ""
         spill.refused(error, kept, where)
 

@@ -21,7 +21,9 @@ GOOD = json.dumps({"channel": "sms", "to": "+15555555555", "body": "hi", "campai
 
 def job(argv, cwd, timeout=120):
     return subprocess.run([sys.executable, "-m", "pipeline.run", *argv], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": ROOT})
+                          text=True, timeout=timeout,
+                          # a job that got past its checks would reach only a closed loopback port
+                          env={**os.environ, "PYTHONPATH": ROOT, "PUBSUB_EMULATOR_HOST": "127.0.0.1:9"})
 
 
 def stderr_lines(completed):
@@ -37,6 +39,8 @@ def inputs(tmp_path):
     (tmp_path / "not-json").write_text("{nope")
     return str(path)
 
+
+LOOPBACK_S3 = json.dumps({"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}})
 
 # (argv after --input/--kafka_topic, words the one line must hold)
 BATCH_USAGE_ERRORS = [
@@ -77,6 +81,11 @@ BATCH_USAGE_ERRORS = [
     pytest.param(["--run_id", "a b"], ["--run_id"], id="run-id-space"),
     pytest.param(["--run_id", "x" * 65], ["--run_id"], id="run-id-too-long"),
     pytest.param(["--spill_dir", "s3://bucket/spill"], ["--spill_dir"], id="spill-dir-not-local"),
+    # (a closed loopback endpoint: were the URL not refused, nothing would leave the machine)
+    pytest.param(["--outcomes", "s3://AKIAOUTCOMES:s3cr3t@bucket/o", "--storage_options", LOOPBACK_S3],
+                 ["--outcomes"], id="credentials-in-outcomes-url"),
+    pytest.param(["--dead_letters", "s3://AKIADEAD:s3cr3t@bucket/d", "--storage_options", LOOPBACK_S3],
+                 ["--dead_letters"], id="credentials-in-dead-letters-url"),
 ]
 
 
@@ -90,6 +99,7 @@ def test_a_batch_usage_error_exits_2_with_one_line_and_no_traceback(tmp_path, in
     assert len(lines) == 1, lines
     assert "Traceback" not in completed.stderr
     assert all(word in lines[0] for word in words), lines[0]
+    assert "s3cr3t" not in completed.stderr + completed.stdout
     assert not (tmp_path / "archive").exists() and not (tmp_path / "outcomes").exists()
 
 

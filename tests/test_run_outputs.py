@@ -232,19 +232,6 @@ def test_strict_json_is_total(value, expected):
         assert text == expected
 
 
-@pytest.mark.parametrize("url, shown", [
-    pytest.param("s3://bucket/outcomes", "s3://bucket/outcomes", id="plain"),
-    pytest.param("s3://AKIAKEY:secret@bucket/x", "s3://bucket/x", id="credentials"),
-    pytest.param("abfs://c/x?sig=abc", "abfs://c/x", id="sas-query"),
-    pytest.param("/local/folder", "/local/folder", id="path"),
-    pytest.param("https://user@[::1]:9/x", "https://[::1]:9/x", id="user-ipv6"),
-])
-def test_shown_url_hides_credentials(url, shown):
-    from pipeline.sinks import shown_url
-
-    assert shown_url(url) == shown
-
-
 def test_a_new_run_id_is_the_utc_time_and_a_suffix():
     from pipeline.options import check_run_id, new_run_id
 
