@@ -148,7 +148,7 @@ class Archiver:
                       profile=request.profile, url=result.url, attempts=result.attempts,
                       latency_ms=result.latency_ms, source=request.source, at=_now_iso())
         if result.ok:
-            return Outcome(ARCHIVED, bytes=len(request.data),
+            return Outcome(ARCHIVED, bytes=len(request.data), existed=True if result.existed else None,
                            sha256=request.metadata.sha256 or hashlib.sha256(request.data).hexdigest(), **common)
         return Outcome(FAILED, error_class=result.error_class.value if result.error_class else "unknown",
                        error="failed to archive: " + describe(result.error), **common)

@@ -53,7 +53,11 @@ class Backend:
     def __init__(self, destination: Destination):
         self.destination = destination
 
-    async def put(self, fs, path: str, data: bytes, metadata) -> None:
+    async def put(self, fs, path: str, data: bytes, metadata, create_only: bool = False) -> None:
+        """Write the object. With `create_only`, FileExistsError when the key
+        already holds an object (the store then compares the bytes)."""
+        if create_only and await fs._exists(path):  # no conditional write here: check first
+            raise FileExistsError(path)
         await fs._pipe_file(path, data)
 
 
@@ -63,8 +67,12 @@ class S3Backend(Backend):
         if fs is not None:
             fs.retries = 1  # s3fs' own SlowDown loop (a class attribute, no constructor option)
 
-    async def put(self, fs, path: str, data: bytes, metadata) -> None:
-        await fs._pipe_file(path, data, **self.put_object_args(metadata))
+    async def put(self, fs, path: str, data: bytes, metadata, create_only: bool = False) -> None:
+        args = self.put_object_args(metadata)
+        if create_only:
+            # A conditional PUT: S3 answers 412 when the key exists, which s3fs raises as FileExistsError.
+            args["IfNoneMatch"] = "*"
+        await fs._pipe_file(path, data, **args)
 
     def put_object_args(self, metadata, now: _dt.datetime | None = None) -> dict[str, Any]:
         s3 = self.destination.s3
@@ -92,12 +100,13 @@ class S3Backend(Backend):
 
 
 class AzureBackend(Backend):
-    async def put(self, fs, path: str, data: bytes, metadata) -> None:
+    async def put(self, fs, path: str, data: bytes, metadata, create_only: bool = False) -> None:
+        from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import ContentSettings, StandardBlobTier
 
         container, blob, _ = fs.split_path(path)
         options: dict[str, Any] = {
-            "overwrite": True,
+            "overwrite": not create_only,  # without overwrite the service refuses an existing blob (409)
             "metadata": _user_metadata(metadata),
             "content_settings": ContentSettings(
                 content_type=metadata.content_type, content_encoding=metadata.content_encoding),
@@ -111,11 +120,16 @@ class AzureBackend(Backend):
             options["standard_blob_tier"] = StandardBlobTier(azure.tier)
         # adlfs fixes the blob metadata to its own; the SDK client it holds takes ours.
         async with fs.service_client.get_blob_client(container=container, blob=blob) as client:
-            await client.upload_blob(data, **options)
+            try:
+                await client.upload_blob(data, **options)
+            except ResourceExistsError as exc:
+                if getattr(exc, "error_code", None) in ("BlobAlreadyExists", None):
+                    raise FileExistsError(path) from exc
+                raise
 
 
 class GCSBackend(Backend):
-    async def put(self, fs, path: str, data: bytes, metadata) -> None:
+    async def put(self, fs, path: str, data: bytes, metadata, create_only: bool = False) -> None:
         from gcsfs.core import simple_upload
 
         bucket, key, _ = fs.split_path(path)
@@ -123,7 +137,9 @@ class GCSBackend(Backend):
         # gcsfs' _pipe_file has no KMS key; its simple_upload (one request) does.
         await simple_upload(fs, bucket, key, data, _user_metadata(metadata) or None, "md5",
                             metadata.content_type, fixed_key_metadata=fixed,
-                            kms_key_name=self.destination.gcs.kms_key_name)
+                            kms_key_name=self.destination.gcs.kms_key_name,
+                            # ifGenerationMatch=0: GCS answers 412 when the object exists, gcsfs raises FileExistsError
+                            mode="create" if create_only else "overwrite")
         fs.invalidate_cache(fs._parent(path))
 
 

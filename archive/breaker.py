@@ -1,10 +1,16 @@
-"""A circuit breaker per destination: stop hammering a bucket that rejects our credentials.
+"""Per destination: a circuit breaker for rejected credentials, and an outage clock.
+
+CircuitBreaker: stop hammering a bucket that rejects our credentials.
 
 After an authentication or authorization failure (the retries of one write
 spent), the breaker opens: writes to that destination fail fast, without a
 request, for `cooldown` seconds. Then one write is let through as a probe;
 its success closes the breaker, its failure opens it again. Other tenants,
 with other breakers, are not slowed.
+
+OutageClock: how long a destination has answered nothing but transient
+errors (throttling, 5xx, timeouts, refused or reset connections); any
+success ends the outage. The retry policy holds writes while it is young.
 """
 
 from __future__ import annotations
@@ -71,3 +77,26 @@ class CircuitBreaker:
                 self._reason = f"{error_class.value} failure: {description}" if description else error_class.value
             elif probe:
                 self._probing = False  # not a credentials verdict: let the next write probe
+
+
+@dataclass
+class OutageClock:
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def seconds(self) -> float:
+        """How long the current outage has lasted; 0 when there is none."""
+        since = self._since
+        return 0.0 if since is None else max(0.0, self.clock() - since)
+
+    def record(self, transient_failure: bool) -> None:
+        """A write's answer: a transient failure starts the outage (if none is
+        running); anything else the store answered ends it."""
+        with self._lock:
+            if not transient_failure:
+                self._since = None
+            elif self._since is None:
+                self._since = self.clock()

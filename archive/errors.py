@@ -24,6 +24,7 @@ class ErrorClass(str, Enum):
     AUTH = "auth"                    # 401/403: AccessDenied, invalid or expired credentials
     NOT_FOUND = "not_found"          # missing bucket or container
     CLIENT = "client"                # other 4xx: the request itself is wrong
+    CONFLICT = "conflict"            # the key already holds other bytes: never retried, never overwritten
     UNKNOWN = "unknown"
 
 
@@ -41,6 +42,8 @@ _CODES = {
     "invalidtoken": ErrorClass.AUTH, "authorizationfailure": ErrorClass.AUTH,
     "authenticationfailed": ErrorClass.AUTH, "authorizationpermissionmismatch": ErrorClass.AUTH,
     "nosuchbucket": ErrorClass.NOT_FOUND, "containernotfound": ErrorClass.NOT_FOUND,
+    # two conditional writes of one key raced: S3 asks to retry, and the retry sees the winner
+    "conditionalrequestconflict": ErrorClass.SERVER,
 }
 _ERRNOS = {
     errno.ECONNREFUSED: ErrorClass.CONNECTION, errno.ECONNRESET: ErrorClass.CONNECTION,

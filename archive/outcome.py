@@ -1,8 +1,10 @@
 """Archive outcomes: exactly one per input record.
 
-ARCHIVED  the object is in the store: its URL, size, sha256, attempts, latency.
-FAILED    the store refused or could not be reached after the retry budget:
-          "failed to archive"; delivery must not treat it as archived.
+ARCHIVED  the object is in the store: its URL, size, sha256, attempts, latency;
+          `existed` when the key already held exactly these bytes (a re-run).
+FAILED    the store refused or could not be reached after the retry budget, or
+          the key holds other bytes (conflict): "failed to archive"; delivery
+          must not treat it as archived.
 INVALID   the input cannot be archived as given: the reason, and a reference
           (sha256 and size) to the original bytes kept in the dead-letter output.
 SKIPPED   archiving is not enabled for the message's channel at its tenant.
@@ -36,6 +38,7 @@ class Outcome:
     bytes: int | None = None          # ARCHIVED: size of the written object
     sha256: str | None = None         # ARCHIVED: of the written bytes
     attempts: int | None = None       # ARCHIVED, FAILED
+    existed: bool | None = None       # ARCHIVED: true when the key already held these same bytes
     latency_ms: float | None = None   # ARCHIVED, FAILED: first attempt to last answer
     error_class: str | None = None    # FAILED (an errors.ErrorClass value, or unknown_tenant)
     error: str | None = None          # FAILED: the store's message, credentials scrubbed

@@ -11,6 +11,14 @@ write (bench/README.md has the measurements). `submit` blocks once
 Each write follows the retry policy, passes the destination's circuit breaker,
 and ends in one `WriteResult`, never an exception. How a write carries
 metadata and compliance options to each cloud is in `archive.backends`.
+
+Writes create, they do not overwrite (unless `overwrite`): a conditional PUT
+(S3 If-None-Match, GCS ifGenerationMatch=0, Azure without overwrite, a hard
+link on local disk) refuses a key that already holds an object; the store
+then reads that object and compares. The same bytes are a success that says
+the object already existed (a replay, a re-run after a crash); other bytes are
+a CONFLICT failure: two different messages with one key never replace each
+other silently.
 """
 
 from __future__ import annotations
@@ -30,8 +38,8 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from archive import backends
-from archive.breaker import CircuitBreaker, CircuitOpen
-from archive.errors import ErrorClass, classify, describe
+from archive.breaker import CircuitBreaker, CircuitOpen, OutageClock
+from archive.errors import TRANSIENT, ErrorClass, classify, describe
 from archive.retry import RetryPolicy
 from archive.tenants import Destination, check_transport, redact_url
 
@@ -51,6 +59,7 @@ class StoreSpec:
     max_in_flight: int = 64
     retry: RetryPolicy = RetryPolicy()
     breaker_cooldown: float = 30.0     # seconds a destination that refused our credentials rests
+    overwrite: bool = False            # replace an existing object with other bytes (else CONFLICT)
 
     def resolved(self) -> Destination:
         if isinstance(self.destination, Destination):
@@ -59,7 +68,7 @@ class StoreSpec:
 
     def for_destination(self, destination: Destination) -> "StoreSpec":
         """The same write settings for another destination."""
-        return StoreSpec(destination, {}, self.max_in_flight, self.retry, self.breaker_cooldown)
+        return StoreSpec(destination, {}, self.max_in_flight, self.retry, self.breaker_cooldown, self.overwrite)
 
     def open(self) -> "ObjectStore":
         return ObjectStore(self)
@@ -72,6 +81,7 @@ class WriteResult:
     latency_ms: float
     error: BaseException | None = None
     error_class: ErrorClass | None = None
+    existed: bool = False    # the key already held exactly these bytes: nothing was replaced
 
     @property
     def ok(self) -> bool:
@@ -101,6 +111,7 @@ class ObjectStore:
         self.root = self.root.rstrip("/")
         self.backend = backends.for_filesystem(self.fs, self.destination)
         self.breaker = CircuitBreaker(spec.breaker_cooldown)
+        self.outage = OutageClock()
         self._local = isinstance(self.fs, LocalFileSystem)
         self._async = bool(getattr(self.fs, "async_impl", False))
         self._loop = self.fs.loop if self._async else None
@@ -183,7 +194,10 @@ class ObjectStore:
             return refused
         while True:
             try:
-                await self.backend.put(self.fs, path, data, metadata)
+                try:
+                    await self.backend.put(self.fs, path, data, metadata, create_only=not self.spec.overwrite)
+                except FileExistsError:
+                    return attempt.found(await self.fs._cat_file(path), data)
                 return attempt.succeeded()
             except asyncio.CancelledError:
                 attempt.abandoned()
@@ -202,7 +216,10 @@ class ObjectStore:
             return refused
         while True:
             try:
-                self._put_sync(path, data)
+                try:
+                    self._put_sync(path, data)
+                except FileExistsError:
+                    return attempt.found(self.fs.cat_file(path), data)
                 return attempt.succeeded()
             except Exception as exc:  # every store error becomes a classified result
                 result, delay = attempt.failed(exc)
@@ -214,11 +231,15 @@ class ObjectStore:
         if self._local:
             self._put_local(path, data)
         else:
+            if not self.spec.overwrite and self.fs.exists(path):
+                raise FileExistsError(path)
             self.fs.pipe_file(path, data)
 
     def _put_local(self, path: str, data: bytes) -> None:
-        """The object appears whole or not at all: written aside, then renamed.
-        A folder is made once (and remembered, within a bounded set)."""
+        """The object appears whole or not at all: written aside, then linked into
+        place (which fails, atomically, if the key exists: FileExistsError), or
+        renamed over it with `overwrite`. A folder is made once (and remembered,
+        within a bounded set)."""
         parent, _, name = path.rpartition("/")
         if parent not in self._dirs:
             _make_folder(parent)
@@ -239,13 +260,21 @@ class ObjectStore:
                     view = view[os.write(handle, view):]
             finally:
                 os.close(handle)
-            os.replace(temporary, path)
+            if self.spec.overwrite:
+                os.replace(temporary, path)
+                return
+            os.link(temporary, path)
         except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
+            _unlink(temporary)
             raise
+        os.unlink(temporary)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _make_folder(path: str) -> None:
@@ -276,15 +305,30 @@ class _Attempt:
         self._attempts = 1
         return None
 
-    def succeeded(self) -> WriteResult:
+    def succeeded(self, existed: bool = False) -> WriteResult:
         self._store.breaker.record(None, probe=self._probe)
-        return WriteResult(self._url, self._attempts, _ms_since(self._started))
+        self._store.outage.record(False)
+        return WriteResult(self._url, self._attempts, _ms_since(self._started), existed=existed)
+
+    def found(self, existing: bytes, data: bytes) -> WriteResult:
+        """The key already held an object: the same bytes are a success, others a conflict."""
+        if existing == data:
+            return self.succeeded(existed=True)
+        self._store.breaker.record(None, probe=self._probe)  # the store answered: credentials work
+        self._store.outage.record(False)
+        return WriteResult(self._url, self._attempts, _ms_since(self._started), KeyConflict(),
+                           ErrorClass.CONFLICT)
 
     def failed(self, exc: Exception) -> tuple[WriteResult | None, float]:
         """(the final result, 0) when the retries are spent, else (None, seconds to wait)."""
         error_class = classify(exc)
-        if not self._store.spec.retry.should_retry(error_class, self._attempts - 1):
-            self._store.breaker.record(error_class, describe(exc, 200), probe=self._probe)
+        store = self._store
+        store.outage.record(error_class in TRANSIENT)
+        outage = store.outage.seconds()
+        if not store.spec.retry.should_retry(error_class, self._attempts - 1, outage):
+            store.breaker.record(error_class, describe(exc, 200), probe=self._probe)
+            if error_class in TRANSIENT and store.spec.retry.hold_seconds and outage >= store.spec.retry.hold_seconds:
+                exc = OutageTooLong(outage, store.spec.retry.hold_seconds, exc)
             return WriteResult(self._url, self._attempts, _ms_since(self._started), exc, error_class), 0.0
         delay = self._store.spec.retry.backoff(self._attempts, self._store._rng)
         self._attempts += 1
@@ -292,6 +336,23 @@ class _Attempt:
 
     def abandoned(self) -> None:
         self._store.breaker.record(ErrorClass.UNKNOWN, probe=self._probe)  # no verdict; free the probe slot
+
+
+class KeyConflict(Exception):
+    """The key already holds an object with other bytes; it was left as it is."""
+
+    def __init__(self):
+        super().__init__("an object with different bytes already exists at this key; it was not replaced "
+                         "(two messages share one id, or the message changed since it was archived)")
+
+
+class OutageTooLong(Exception):
+    """The destination answered only transient errors for longer than the hold."""
+
+    def __init__(self, seconds: float, hold: float, last: BaseException):
+        super().__init__(f"the store answered only transient errors for {seconds:.0f} s, longer than "
+                         f"the hold of {hold:.0f} s; last error: {describe(last, 200)}")
+        self.__cause__ = last
 
 
 def _settle(future: concurrent.futures.Future, task: asyncio.Task) -> None:

@@ -130,6 +130,18 @@ class ArchiveOptions(PipelineOptions):
         parser.add_argument(
             "--retry_max_delay", type=float, default=RetryPolicy.max_delay,
             help=f"Seconds: the longest single backoff. Default: {RetryPolicy.max_delay}.")
+        parser.add_argument(
+            "--hold_seconds", type=float, default=RetryPolicy.hold_seconds,
+            help="Seconds an outage of a destination (nothing but throttling, 5xx, timeouts or "
+                 "connection errors) is waited out: its writes keep retrying, holding their slots, so "
+                 "the job stops reading (back-pressure) instead of failing message after message. "
+                 "Past it the writes fail with the outage's reason; `--redrive` archives them later. "
+                 f"0 turns the hold off. Default: {RetryPolicy.hold_seconds:.0f}.")
+        parser.add_argument(
+            "--overwrite", default=False, type=_flag,
+            help="Replace an object whose key already holds other bytes (true/false). Default: false: "
+                 "such a message is FAILED with error_class conflict and the object is left as it is; "
+                 "the same bytes are ARCHIVED with existed=true.")
         # --- streaming -----------------------------------------------------------------
         parser.add_argument(
             "--kafka_topic", default=None,
@@ -191,7 +203,7 @@ class ArchiveOptions(PipelineOptions):
         for flag in ("transient_retries", "other_retries"):
             if getattr(self, flag) < 0:
                 raise UsageError(f"--{flag} must not be negative, not {getattr(self, flag)}")
-        for flag in ("retry_base_delay", "retry_max_delay", "breaker_cooldown"):
+        for flag in ("retry_base_delay", "retry_max_delay", "breaker_cooldown", "hold_seconds"):
             value = getattr(self, flag)
             if not math.isfinite(value) or value < 0:
                 raise UsageError(f"--{flag} must be a number of seconds, 0 or more, not {value}")
@@ -243,8 +255,9 @@ class ArchiveOptions(PipelineOptions):
             destination=destination,
             max_in_flight=self.max_in_flight,
             retry=RetryPolicy(self.transient_retries, self.other_retries,
-                              self.retry_base_delay, self.retry_max_delay),
-            breaker_cooldown=self.breaker_cooldown)
+                              self.retry_base_delay, self.retry_max_delay, self.hold_seconds),
+            breaker_cooldown=self.breaker_cooldown,
+            overwrite=self.overwrite)
 
     def tenant_directory(self) -> TenantDirectory | None:
         """The tenant file's tenants, or None for the single --destination tenant."""

@@ -262,3 +262,31 @@ def test_a_late_non_verdict_of_an_earlier_write_does_not_let_a_second_probe_in(b
     _refused(breaker)                        # P is still the only probe out
     breaker.record(None, probe=True)
     assert not breaker.is_open
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.mark.parametrize("answers, seconds", [
+    ([], 0.0),
+    ([(0, True)], 0.0),
+    ([(0, True), (5, True), (5, True)], 10.0),      # the outage dates from its first failure
+    ([(0, True), (5, False)], 0.0),                 # any answer that is not transient ends it
+    ([(0, True), (5, False), (3, True)], 0.0),      # and the next failure starts a new one
+    ([(0, True), (5, False), (3, True), (4, True)], 4.0),
+    ([(0, False), (100, False)], 0.0),
+])
+def test_outage_clock(answers, seconds):
+    from archive.breaker import OutageClock
+
+    clock = _Clock()
+    outage = OutageClock(clock)
+    for advance, transient in answers:
+        clock.now += advance
+        outage.record(transient)
+    assert outage.seconds() == pytest.approx(seconds)

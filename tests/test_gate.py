@@ -79,7 +79,7 @@ def test_a_message_whose_archive_failed_is_never_delivered_under_strict(test_pip
     root = f"faulty://gate-{policy}-{joined}"
     # not_found, not auth: an auth failure would also open the breaker for the others
     fs.fail(f"{root}/{Archiver().prepare(lines[1]).key}", [OSError(errno.ENOENT, "NoSuchKey")] * 9)
-    spec = StoreSpec(root, retry=RetryPolicy(base_delay=0.001, max_delay=0.002))
+    spec = StoreSpec(root, retry=RetryPolicy(base_delay=0.001, max_delay=0.002, hold_seconds=0))
     with test_pipeline() as p:
         archived = p | beam.Create(lines + BAD_LINES[:1]) | ArchiveMessages(spec, emit_messages=True)
         if joined:

@@ -167,7 +167,7 @@ def test_throttling_that_never_clears_fails_as_throttled(s3_server, tmp_path):
         proxy.slow_down(None, method="PUT")
         code, outcomes = backfill(tmp_path, clevertap_records()[:1], "--destination", f"s3://{bucket}",
                                   "--storage_options", json.dumps(s3_server.storage_options(proxy.url)),
-                                  "--transient_retries", "4")
+                                  "--transient_retries", "4", "--hold_seconds", "0")
         puts = proxy.count("PUT")
     [outcome] = outcomes
     assert (outcome["status"], outcome["error_class"], outcome["attempts"]) == ("FAILED", "throttled", 5)
@@ -354,6 +354,38 @@ def test_an_unreachable_endpoint_is_failed_as_a_connection_error_after_the_trans
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     options = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": closed, "region_name": "us-east-1"}}
     code, outcomes = backfill(tmp_path, clevertap_records()[:1], "--destination", "s3://nowhere",
-                              "--storage_options", json.dumps(options), "--transient_retries", "2")
+                              "--storage_options", json.dumps(options), "--transient_retries", "2",
+                              "--hold_seconds", "0")
     [outcome] = outcomes
     assert (outcome["status"], outcome["error_class"], outcome["attempts"]) == ("FAILED", "connection", 3)
+
+
+def test_a_rerun_finds_its_objects_and_a_changed_message_is_a_conflict(cloud, tmp_path):
+    """Create-only writes on each cloud's own conditional request (S3 If-None-Match,
+    GCS ifGenerationMatch=0, Azure without overwrite): a re-run is ARCHIVED with
+    existed=true, a different message under the same key is FAILED conflict and
+    the stored object is left exactly as it was."""
+    bucket = cloud.create(unique("create-only"))
+    args = ("--destination", cloud.url(bucket), "--storage_options", json.dumps(cloud.options()))
+    # with their own ids: a derived id follows the content, so an edit would get a new key
+    records = [r for r in clevertap_records() if r.get("message_id")]
+    assert len(records) >= 3
+    code, first = backfill(tmp_path, records, *args)
+    assert code == 0 and all(o["status"] == "ARCHIVED" and "existed" not in o for o in first)
+    stored = {o["url"]: cloud.read(bucket, o["url"].split(bucket + "/", 1)[1])[0] for o in first}
+
+    code, again = backfill(tmp_path, records, *args)
+    assert code == 0
+    assert sorted((o["url"], o["status"], o.get("existed"), o["sha256"]) for o in again) == sorted(
+        (o["url"], "ARCHIVED", True, o["sha256"]) for o in first)
+
+    changed = [dict(r, campaign_name=r["campaign_name"] + " (edited)") for r in records]
+    code, conflicts = backfill(tmp_path, changed, *args)
+    assert code == run.EXIT_FAILED_MESSAGES
+    assert {(o["status"], o.get("error_class"), o.get("attempts")) for o in conflicts} == {("FAILED", "conflict", 1)}, conflicts
+    for url, data in stored.items():
+        assert cloud.read(bucket, url.split(bucket + "/", 1)[1])[0] == data
+
+    code, replaced = backfill(tmp_path, changed, *args, "--overwrite", "true")
+    assert code == 0 and {o["status"] for o in replaced} == {"ARCHIVED"}
+    assert all(cloud.read(bucket, url.split(bucket + "/", 1)[1])[0] != data for url, data in stored.items())

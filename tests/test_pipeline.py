@@ -221,7 +221,7 @@ def test_store_failures_are_retried_by_class_and_spent_retries_are_failed(test_p
     root = "faulty://archive-bucket"
     fs.fail(f"{root}/{keys[0]}", [OSError(errno.EBUSY, "SlowDown"), ConnectionResetError("reset")])
     fs.fail(f"{root}/{keys[1]}", [PermissionError("AccessDenied")] * 10)
-    spec = StoreSpec(root, retry=RetryPolicy(base_delay=0.001, max_delay=0.01))
+    spec = StoreSpec(root, retry=RetryPolicy(base_delay=0.001, max_delay=0.01, hold_seconds=0))
     with test_pipeline() as p:
         result = p | beam.Create(lines) | ArchiveMessages(spec)
         assert_that(

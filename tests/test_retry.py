@@ -138,3 +138,39 @@ def test_invalid_arguments(kwargs):
 def test_policy_is_frozen():
     with pytest.raises(AttributeError):
         RetryPolicy().other_retries = 10
+
+
+@pytest.mark.parametrize("error_class, retries_done, outage_seconds, expected", [
+    # within the hold, a transient error is retried whatever the count
+    (ErrorClass.THROTTLED, 8, 0.0, True),
+    (ErrorClass.CONNECTION, 1000, 299.9, True),
+    (ErrorClass.SERVER, 50, 120.0, True),
+    (ErrorClass.TIMEOUT, 8, 10.0, True),
+    # past it, the ordinary budget again
+    (ErrorClass.THROTTLED, 8, 300.0, False),
+    (ErrorClass.CONNECTION, 7, 301.0, True),
+    (ErrorClass.CONNECTION, 8, 301.0, False),
+    # the hold is for outages only: credentials, requests and conflicts are not waited out
+    (ErrorClass.AUTH, 3, 10.0, False),
+    (ErrorClass.CLIENT, 3, 10.0, False),
+    (ErrorClass.NOT_FOUND, 3, 10.0, False),
+    (ErrorClass.CONFLICT, 0, 0.0, False),
+    (ErrorClass.CONFLICT, 0, None, False),
+    # no outage known (a caller without a clock): the budget alone
+    (ErrorClass.THROTTLED, 8, None, False),
+    (ErrorClass.THROTTLED, 7, None, True),
+])
+def test_an_outage_is_held_then_the_budget_applies(error_class, retries_done, outage_seconds, expected):
+    assert RetryPolicy().should_retry(error_class, retries_done, outage_seconds) is expected
+
+
+def test_a_hold_of_zero_is_the_budget_alone():
+    policy = RetryPolicy(hold_seconds=0)
+    assert policy.should_retry(ErrorClass.THROTTLED, 7, 0.0) is True
+    assert policy.should_retry(ErrorClass.THROTTLED, 8, 0.0) is False
+
+
+@pytest.mark.parametrize("retry_number", [1, 63, 64, 1000, 10**6])
+def test_backoff_stays_finite_however_long_the_hold(retry_number):
+    delay = RetryPolicy(base_delay=0.1, max_delay=10.0).backoff(retry_number, random.Random(7))
+    assert 0.0 <= delay <= 10.0

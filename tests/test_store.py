@@ -22,7 +22,7 @@ from archive.retry import RetryPolicy
 from archive.store import ObjectMetadata, ObjectStore, StoreSpec, WriteResult
 from tests.faultfs import FaultyFileSystem
 
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
+FAST = RetryPolicy(base_delay=0.001, max_delay=0.01, hold_seconds=0)
 KEY = "sent_messages/Sms/202407/1722529032/b3e2048d6e5378173713705fde6a93da/m-1.json.lz4"
 
 
@@ -64,12 +64,55 @@ def test_local_write_lands_with_exact_bytes(open_store, tmp_path, as_url):
     assert _files(root) == [KEY]  # parents created, no temporary file left
 
 
-def test_local_rewrite_replaces_the_object(open_store, tmp_path):
-    store = open_store(f"file://{tmp_path}")
+def _create_only_destinations(tmp_path):
+    return {"local": f"file://{tmp_path}/local", "memory": _memory_root()}
+
+
+@pytest.mark.parametrize("backend", ["local", "memory"])
+@pytest.mark.parametrize("second, expected", [
+    pytest.param(b"first version, longer", "existed", id="same-bytes-is-archived-and-existed"),
+    pytest.param(b"second", "conflict", id="other-bytes-is-a-conflict"),
+    pytest.param(b"", "conflict", id="empty-is-a-conflict"),
+    pytest.param(b"first version, longe", "conflict", id="a-prefix-is-a-conflict"),
+])
+def test_a_key_that_holds_an_object_is_never_replaced(open_store, tmp_path, backend, second, expected):
+    store = open_store(_create_only_destinations(tmp_path)[backend])
+    first = store.write(KEY, b"first version, longer")
+    assert first.ok and not first.existed
+    again = store.write(KEY, second)
+    if expected == "existed":
+        assert again.ok and again.existed and again.attempts == 1
+    else:
+        assert not again.ok and again.error_class is ErrorClass.CONFLICT and again.attempts == 1
+        assert "different bytes already exists" in str(again.error)
+    assert store.fs.cat_file(f"{store.root}/{KEY}") == b"first version, longer"
+    if backend == "local":
+        assert _files(tmp_path / "local") == [KEY]  # no temporary file left either way
+
+
+@pytest.mark.parametrize("backend", ["local", "memory"])
+def test_overwrite_replaces_the_object(open_store, tmp_path, backend):
+    store = open_store(_create_only_destinations(tmp_path)[backend], overwrite=True)
     assert store.write(KEY, b"first version, longer").ok
-    assert store.write(KEY, b"second").ok
-    assert (tmp_path / KEY).read_bytes() == b"second"
-    assert _files(tmp_path) == [KEY]
+    result = store.write(KEY, b"second")
+    assert result.ok and not result.existed
+    assert store.fs.cat_file(f"{store.root}/{KEY}") == b"second"
+
+
+def test_conflict_and_existed_reach_the_outcome(open_store, tmp_path):
+    store = open_store(f"file://{tmp_path}")
+    archiver = Archiver(ArchiverConfig())
+    record = {"channel": "sms", "to": "+15555555555", "body": "hi", "campaign_id": 1, "campaign_name": "c",
+              "message_id": "m-1", "sent_at": 1722443282680}
+    request = archiver.prepare(json.dumps(record))
+    assert archiver.written(request, store.write(request.key, request.data, request.metadata)).existed is None
+    again = archiver.written(request, store.write(request.key, request.data, request.metadata))
+    assert again.status == ARCHIVED and again.existed is True
+    changed = archiver.prepare(json.dumps(dict(record, body="another text")))
+    assert changed.key == request.key
+    conflict = archiver.written(changed, store.write(changed.key, changed.data, changed.metadata))
+    assert (conflict.status, conflict.error_class) == (FAILED, "conflict")
+    assert "+15555555555" not in conflict.to_json()
 
 
 def test_local_url(open_store, tmp_path):
@@ -211,7 +254,7 @@ def test_failing_store(faulty, schedule, ok, attempts, error_class):
 
 def test_transient_budget_follows_the_policy(open_store):
     root = f"faulty://bucket-{uuid.uuid4().hex}"
-    policy = RetryPolicy(transient_retries=2, other_retries=1, base_delay=0.001, max_delay=0.01)
+    policy = RetryPolicy(transient_retries=2, other_retries=1, base_delay=0.001, max_delay=0.01, hold_seconds=0)
     store = open_store(root, retry=policy)
     throttled, denied = f"{root}/a.json", f"{root}/b.json"
     store.fs.fail(throttled, _forever(_slowdown))

@@ -17,7 +17,7 @@ from archive.retry import RetryPolicy
 from archive.store import ObjectStore, StoreSpec
 from tests.faultfs import FaultyFileSystem
 
-FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
+FAST = RetryPolicy(base_delay=0.001, max_delay=0.01, hold_seconds=0)
 AUTH_ATTEMPTS = FAST.other_retries + 1
 COOLDOWN = 0.05
 
@@ -114,7 +114,7 @@ def test_fast_failure_is_a_failed_outcome(open_store):
     pytest.param(lambda: TimeoutError("timed out"), ErrorClass.TIMEOUT, id="timeout"),
 ])
 def test_other_failures_leave_the_breaker_closed(open_store, make_error, error_class):
-    store = open_store("tenant-a", retry=RetryPolicy(transient_retries=2, other_retries=1, base_delay=0.001,
+    store = open_store("tenant-a", retry=RetryPolicy(transient_retries=2, other_retries=1, base_delay=0.001, hold_seconds=0,
                                                        max_delay=0.01))
     store.fs.fail(_path(store, "bad.json"), _forever(make_error))
     result = store.write("bad.json", b"x")
