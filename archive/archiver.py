@@ -168,9 +168,13 @@ class Archiver:
 
     @staticmethod
     def dead_letter(raw: bytes | str | Mapping[str, Any] | None, reason: str, field: str | None = None,
-                    source: str | None = None) -> DeadLetter:
-        """The original bytes of a message that was not archived, kept whole."""
+                    source: str | None = None, failed: Outcome | None = None) -> DeadLetter:
+        """The original bytes of a message that was not archived, kept whole;
+        `failed`: the FAILED outcome of a message the store did not take."""
         data = raw_bytes(raw)
+        if failed is not None:
+            return DeadLetter(hashlib.sha256(data).hexdigest(), failed.error or reason, None, source, data,
+                              FAILED, failed.error_class)
         return DeadLetter(hashlib.sha256(data).hexdigest(), reason, field, source, data)
 
 

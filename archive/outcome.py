@@ -62,16 +62,23 @@ _OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """An input that could not be archived, kept whole so nothing is lost."""
+    """An input that was not archived, kept whole so nothing is lost: INVALID
+    (its content), or FAILED (the store), which `--input_format dead_letters`
+    archives again once the store is back."""
 
     input_sha256: str
     reason: str
     field: str | None
     source: str | None
     data: bytes
+    status: str = INVALID
+    error_class: str | None = None   # FAILED: why the store did not take it
 
     def to_json(self) -> str:
-        record: dict[str, Any] = {"input_sha256": self.input_sha256, "reason": self.reason}
+        record: dict[str, Any] = {"status": self.status, "input_sha256": self.input_sha256,
+                                  "reason": self.reason}
+        if self.error_class:
+            record["error_class"] = self.error_class
         if self.field:
             record["field"] = self.field
         if self.source:

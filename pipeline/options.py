@@ -48,6 +48,13 @@ class ArchiveOptions(PipelineOptions):
                  "abfs://, or a local path) of JSON Lines files (plain, .gz, .lz4 or .zst) or Parquet "
                  "files (.parquet). Several patterns may be given separated by commas.")
         parser.add_argument(
+            "--input_format", default="records", choices=["records", "dead_letters"],
+            help="records: outbound messages (default). dead_letters: --input names dead-letter files "
+                 "of earlier runs, and the messages that FAILED to archive there (store down, refused, "
+                 "outage longer than the hold) are archived again: the re-drive. INVALID letters are "
+                 "skipped (they would only be INVALID again); objects already archived are found, "
+                 "not duplicated.")
+        parser.add_argument(
             "--destination", default=DEFAULT_DESTINATION,
             help="URL of the archive root (bucket or folder); objects go to <destination>/sent_messages/... "
                  f"Default: the local folder {DEFAULT_DESTINATION}.")

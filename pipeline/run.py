@@ -56,7 +56,7 @@ def build(pipeline: beam.Pipeline, options: ArchiveOptions, tenants=None):
     patterns = [p.strip() for p in options.input.split(",") if p.strip()]
     result = (
         pipeline
-        | "ReadMessages" >> ReadOutboundMessages(patterns, storage_options)
+        | "ReadMessages" >> ReadOutboundMessages(patterns, storage_options, options.input_format)
         | "Archive" >> ArchiveMessages(options.store_spec(), options.archiver_config(),
                                        tenants if tenants is not None else options.tenant_directory())
     )
@@ -180,10 +180,10 @@ def check_batch(archive: ArchiveOptions):
 
 def check_input(pattern: str, storage_options: dict) -> None:
     """A pattern that matches no file is a typo far more often than an empty backfill."""
-    from pipeline.sources import _MatchFilesFn  # the job's own matching: the same files, or none
+    from pipeline.sources import match_files  # the job's own matching: the same files, or none
 
     try:
-        next(iter(_MatchFilesFn(storage_options).process(pattern)))
+        match_files(pattern, storage_options)
     except FileNotFoundError:
         raise UsageError(f"--input: no input files match {redact_url(pattern)}") from None
     except Exception as exc:  # unreachable, refused, a bad URL

@@ -8,8 +8,11 @@ INVALID outcome says where its input was.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as _dt
 import decimal
+import json
 import logging
 from typing import Any, Callable, Iterable
 
@@ -35,12 +38,21 @@ class ReadOutboundMessages(beam.PTransform):
     validation belong to the archive transform, so a broken line becomes an
     INVALID outcome rather than a failed read. Parquet files (.parquet, .parq)
     yield one mapping per row.
+
+    With `input_format="dead_letters"` the files are a run's dead letters: each
+    FAILED letter yields the original message it kept, to be archived again
+    (the re-drive); INVALID letters would only be INVALID again, and are
+    counted (`redrive_invalid_skipped`), not read.
     """
 
-    def __init__(self, patterns: str | Iterable[str], storage_options: dict | None = None):
+    def __init__(self, patterns: str | Iterable[str], storage_options: dict | None = None,
+                 input_format: str = "records"):
         super().__init__()
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"unknown input format {input_format!r} (expected one of {', '.join(INPUT_FORMATS)})")
         self._patterns = [patterns] if isinstance(patterns, str) else list(patterns)
         self._storage_options = dict(storage_options or {})
+        self._input_format = input_format
 
     def expand(self, pbegin):
         return (
@@ -48,8 +60,28 @@ class ReadOutboundMessages(beam.PTransform):
             | "Patterns" >> beam.Create(self._patterns)
             | "Match" >> beam.ParDo(_MatchFilesFn(self._storage_options))
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadRecordsFn(self._storage_options))
+            | "Read" >> beam.ParDo(_ReadRecordsFn(self._storage_options, self._input_format))
         )
+
+
+INPUT_FORMATS = ("records", "dead_letters")
+
+
+def match_files(pattern: str, storage_options: dict) -> list[str]:
+    """The data files (URLs) a pattern names: a glob, a folder (recursively) or one
+    file; FileNotFoundError when there are none."""
+    fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
+    if fsspec.core.has_magic(path):
+        found = [p for p, info in fs.glob(path, detail=True).items() if info["type"] == "file"]
+    elif fs.isdir(path):
+        found = fs.find(path)
+    else:
+        found = [path] if fs.exists(path) else []
+    files = sorted(p for p in found if _is_data_file(p))
+    if not files:
+        # An empty backfill is almost always a typo in the pattern: say so loudly.
+        raise FileNotFoundError(f"no input files match {pattern}")
+    return [fs.unstrip_protocol(p) for p in files]
 
 
 class _MatchFilesFn(beam.DoFn):
@@ -57,20 +89,9 @@ class _MatchFilesFn(beam.DoFn):
         self._storage_options = storage_options
 
     def process(self, pattern: str):
-        fs, path = fsspec.core.url_to_fs(pattern, **self._storage_options)
-        if fsspec.core.has_magic(path):
-            found = [p for p, info in fs.glob(path, detail=True).items() if info["type"] == "file"]
-        elif fs.isdir(path):
-            found = fs.find(path)
-        else:
-            found = [path] if fs.exists(path) else []
-        files = sorted(p for p in found if _is_data_file(p))
-        if not files:
-            # An empty backfill is almost always a typo in the pattern: say so loudly.
-            raise FileNotFoundError(f"no input files match {pattern}")
-        _LOG.info("input %s: %d file(s)", pattern, len(files))
-        for file_path in files:
-            yield fs.unstrip_protocol(file_path)
+        files = match_files(pattern, self._storage_options)
+        _LOG.info("input: %d file(s)", len(files))
+        yield from files
 
 
 def _is_data_file(path: str) -> bool:
@@ -79,15 +100,20 @@ def _is_data_file(path: str) -> bool:
 
 
 class _ReadRecordsFn(beam.DoFn):
-    def __init__(self, storage_options: dict):
+    def __init__(self, storage_options: dict, input_format: str = "records"):
         self._storage_options = storage_options
+        self._input_format = input_format
         self._records = Metrics.counter(METRICS_NAMESPACE, "input_records")
         self._files = Metrics.counter(METRICS_NAMESPACE, "input_files")
         self._blank_lines = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
+        self._invalid_skipped = Metrics.counter(METRICS_NAMESPACE, "redrive_invalid_skipped")
 
     def process(self, url: str):
         self._files.inc()
-        if url.endswith((".parquet", ".parq")):
+        if self._input_format == "dead_letters":
+            records = _failed_letters(_json_lines(url, self._storage_options, self._blank_lines.inc),
+                                      self._invalid_skipped.inc)
+        elif url.endswith((".parquet", ".parq")):
             records = _parquet_rows(url, self._storage_options)
         else:
             records = _json_lines(url, self._storage_options, self._blank_lines.inc)
@@ -106,6 +132,27 @@ def _json_lines(url: str, storage_options: dict, on_blank_line: Callable[[], Non
                 yield SourcedRecord(line, f"{url}:{number}")
             else:
                 on_blank_line()
+
+
+def _failed_letters(lines: Iterable[SourcedRecord], on_invalid: Callable[[], None]):
+    """The original messages of the FAILED dead letters among `lines`. A line that
+    is not a dead letter goes on as it is, to end INVALID: nothing is dropped."""
+    for line in lines:
+        try:
+            letter = json.loads(line.data)
+            if not isinstance(letter, dict):
+                raise ValueError
+            if letter.get("status", "INVALID") != "FAILED":
+                on_invalid()
+                continue
+            if isinstance(letter.get("input"), str):
+                original = letter["input"].encode("utf-8", "surrogatepass")
+            else:
+                original = base64.b64decode(letter["input_base64"], validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
+            yield line
+            continue
+        yield SourcedRecord(original, f"{line.source} (re-drive of {letter.get('source') or 'unknown'})")
 
 
 def _parquet_rows(url: str, storage_options: dict):

@@ -262,7 +262,7 @@ def test_rejected_dead_letter_json_keeps_text_input():
         archiver.prepare(raw)
     _, dead = archiver.rejected(raw, caught.value, source="s")
     letter = json.loads(dead.to_json())
-    assert letter == {"input_sha256": hashlib.sha256(raw).hexdigest(), "reason": caught.value.reason,
+    assert letter == {"status": "INVALID", "input_sha256": hashlib.sha256(raw).hexdigest(), "reason": caught.value.reason,
                       "field": "channel", "source": "s", "input": raw.decode("utf-8")}
 
 

@@ -1,7 +1,11 @@
 """ArchiveMessages: outbound messages in, one archive outcome per message out.
 
     messages ──_ArchiveFn──┬─ prepare ──> write (batched, up to max_in_flight) ──> ARCHIVED | FAILED ─┐
-                           └─ INVALID + dead letter, SKIPPED, FAILED (unknown tenant) ───────────────┴─> outcomes
+                           └─ INVALID, SKIPPED, FAILED (unknown tenant) ─────────────────────────────┴─> outcomes
+                              every INVALID and FAILED input, whole ─────────────────────────────────> dead letters
+
+A FAILED message's dead letter is what `--input_format dead_letters` archives
+again (the re-drive) once the store is back.
 
 One DoFn prepares and writes, so every outcome leaves one ParDo: a Flatten
 of two outputs would cut the fused stage in two on the FnApiRunner and
@@ -21,6 +25,7 @@ from typing import Any, Mapping, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig, raw_bytes
@@ -103,6 +108,7 @@ class _Pending(NamedTuple):
     timestamp: Any
     windows: Any
     message: Deliverable | None  # with emit_messages: leaves with the outcome
+    raw: Any                     # the input as received: a FAILED write's dead letter
 
 
 class _ArchiveFn(beam.DoFn):
@@ -146,7 +152,7 @@ class _ArchiveFn(beam.DoFn):
             (element.data, element.source, element.position, element.attributes)
             if isinstance(element, SourcedRecord) else (element, None, None, None))
         try:
-            prepared = self._archiver.prepare(raw, source)
+            prepared = self._archiver.prepare(raw, source, received_millis=self._received_millis(timestamp))
         except InvalidMessage as error:
             outcome, dead_letter = self._archiver.rejected(raw, error, source)
             self._count(outcome)
@@ -163,16 +169,16 @@ class _ArchiveFn(beam.DoFn):
             yield prepared
             if prepared.status == FAILED:  # not archived anywhere: keep the original
                 yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTERS, self._archiver.dead_letter(raw, prepared.error, None, source))
+                    DEAD_LETTERS, self._archiver.dead_letter(raw, prepared.error, None, source, failed=prepared))
             if message is not None:
                 yield self._archived(message, prepared)
             return
         store = self._store_for(prepared.tenant)
         if store.writes_inline:  # local disk: no future, no hand-off
             result = store.write(prepared.key, prepared.data, prepared.metadata)
-            yield from self._outcome(prepared, result, timestamp, (window,), message)
+            yield from self._outcome(prepared, result, timestamp, (window,), message, raw)
             return
-        self._batch.append(_Pending(prepared, None, timestamp, (window,), message))
+        self._batch.append(_Pending(prepared, None, timestamp, (window,), message, raw))
         if len(self._batch) >= self._batch_size:
             self._submit()
         yield from self._finished()
@@ -228,9 +234,17 @@ class _ArchiveFn(beam.DoFn):
 
     def _written(self, pending: _Pending):
         return self._outcome(pending.request, pending.future.result(), pending.timestamp, pending.windows,
-                             pending.message)
+                             pending.message, pending.raw)
 
-    def _outcome(self, request: ArchiveRequest, result, timestamp, windows, message: Deliverable | None):
+    def _received_millis(self, timestamp) -> int | None:
+        """The time a streaming source stamped on the record (Kafka timestamp, Pub/Sub
+        publish time): the send time of a record without sent_at, the same on a replay.
+        A file record has none."""
+        if not self._emit_messages or timestamp is None or timestamp <= MIN_TIMESTAMP:
+            return None
+        return timestamp.micros // 1000
+
+    def _outcome(self, request: ArchiveRequest, result, timestamp, windows, message: Deliverable | None, raw):
         """The outcome of a write (and the message with it), in the input's time and windows."""
         outcome: Outcome = self._archiver.written(request, result)
         self._count(outcome)
@@ -241,6 +255,9 @@ class _ArchiveFn(beam.DoFn):
         elif outcome.status == FAILED:
             _LOG.warning("failed to archive message %s (%s): %s",
                          outcome.message_id, outcome.error_class, outcome.error)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(
+                self._archiver.dead_letter(raw, outcome.error, None, request.source, failed=outcome),
+                timestamp, windows))
         self._report_progress()
         yield WindowedValue(outcome, timestamp, windows)
         if message is not None:
