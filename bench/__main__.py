@@ -3,6 +3,7 @@
     python -m bench                      # a, b and c at full size (about 25 minutes)
     python -m bench --scenarios b        # one scenario
     python -m bench --smoke              # every scenario at a few seconds' size (CI runs this)
+    python -m bench fuzz --count 100000  # hostile records through the whole job, every promise checked
 
 a  backfill to local disk, 100,000 messages per mix (SMS-sized, 12 KB email):
    the pipeline, the single-core floor and the naive pipeline;
@@ -16,6 +17,9 @@ c  streaming: Kafka in, archive (to the store 20 ms away), gate, delivery
 Writes <out>/<scenario>.json and .png (throughput bars, latency percentiles)
 and prints each target with its verdict. Nothing here is a test: no time is
 asserted anywhere. bench/README.md says how each figure is measured.
+
+`fuzz` is not a scenario but a check at scale (bench/fuzz.py): it writes
+<out>/fuzz.json and exits 1 on any broken promise.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ SCENARIOS = {"a": "backfill", "b": "store_latency", "c": "streaming"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fuzz"]:
+        from bench import fuzz
+
+        return fuzz.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default="a,b,c", help="comma-separated: a, b, c (default: all)")
