@@ -20,6 +20,7 @@ import atexit
 import base64
 import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -105,7 +106,8 @@ def install(version: str = KAFKA_VERSION) -> Path:
 
 
 class KafkaBroker(RunningServer):
-    """One running broker. ``stop()`` deletes its data; ``restart()`` keeps data and port."""
+    """One running broker. ``stop()`` deletes its data; ``restart()`` keeps data and port;
+    ``kill()`` crashes it (SIGKILL), keeping both for a ``restart()``."""
 
     def __init__(self, home: Path, data_dir: Path, port: int, controller_port: int, heap: str):
         self.home = home
@@ -146,6 +148,18 @@ class KafkaBroker(RunningServer):
         """Stop the broker gracefully and start it again on the same port and data."""
         self._halt()
         self._launch(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would: no shutdown, no flush, no clean
+        leadership hand-off. Data and port are kept; ``restart()`` starts it again."""
+        proc = self.process
+        if proc is None or not proc.running:
+            return
+        dumping, self._dumping_archive = self._dumping_archive, None
+        proc._signal_group(signal.SIGKILL)
+        proc.stop(timeout=30.0)  # reaps it and closes its log
+        if dumping is not None:
+            dumping.unlink(missing_ok=True)  # a class archive cut short is useless
 
     def stop(self) -> None:
         self._halt()
