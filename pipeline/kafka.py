@@ -11,12 +11,19 @@ only for records whose results (delivery or failed-to-archive) are durable in
 their sink, and only up to the first record that is not: a restart resumes at
 the first unfinished record, so nothing is lost (at-least-once; delivered
 messages keep their message id for de-duplication).
+
+A broker that is down or restarting is waited for, not failed on: the
+committer retries its reads and commits, and a sink's flush keeps waiting
+for its acknowledgements, for as long as the broker is away. (On Prism a
+failed bundle fails the whole job, so giving up would stop the stream for
+good; waiting holds it, and it goes on by itself once the broker is back.)
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterable, NamedTuple
+import time
+from typing import Callable, Iterable, NamedTuple, TypeVar
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -31,6 +38,34 @@ from transforms.archive import SourcedRecord
 
 _LOG = logging.getLogger(__name__)
 _END = 2 ** 63 - 1
+_T = TypeVar("_T")
+
+# What librdkafka says while the broker is down or restarting: each clears once it is back.
+BROKER_AWAY = frozenset({
+    "_TIMED_OUT", "_WAIT_COORD", "_TRANSPORT", "_ALL_BROKERS_DOWN", "_MSG_TIMED_OUT", "REQUEST_TIMED_OUT",
+    "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "NETWORK_EXCEPTION",
+    "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION"})
+
+
+def broker_away(error) -> bool:
+    """Is this KafkaError one that only says the broker is not answering yet?"""
+    name = getattr(error, "name", None)
+    return callable(name) and name() in BROKER_AWAY
+
+
+def until_broker_answers(call: Callable[[], _T], what: str, pause: float = 1.0) -> _T:
+    """`call()`, retried for as long as it fails only because the broker is away."""
+    from confluent_kafka import KafkaException
+
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not broker_away(error):
+                raise
+            _LOG.warning("kafka %s: %s; waiting for the broker", what, error.name())
+            time.sleep(pause)
 
 
 class KafkaPosition(NamedTuple):
@@ -193,12 +228,15 @@ class _ReadPartitionFn(beam.DoFn):
 
 class KafkaTopicSink:
     """Produces records to one topic (acks=all, idempotent); `flush` returns once
-    every record is acknowledged, or raises so the bundle fails and is retried."""
+    every record is acknowledged, waiting as long as the broker is away, or
+    raises when the broker refused a record."""
 
     def __init__(self, bootstrap_servers: str, topic: str, producer_config: dict | None = None):
         self.topic = topic
+        # message.timeout.ms 0: a record is never given up on while the broker is away.
         self._config = {"bootstrap.servers": bootstrap_servers, "acks": "all",
-                        "enable.idempotence": True, "linger.ms": 5, **(producer_config or {})}
+                        "enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": 0,
+                        **(producer_config or {})}
         self._producer = None
         self._errors: list = []
 
@@ -223,6 +261,10 @@ class KafkaTopicSink:
         if self._producer is None:
             return
         remaining = self._producer.flush(60)
+        while remaining and not self._errors:
+            _LOG.warning("kafka produce to %s: %d record(s) not acknowledged yet; waiting for the broker",
+                         self.topic, remaining)
+            remaining = self._producer.flush(60)
         errors, self._errors = self._errors, []
         if remaining or errors:
             raise RuntimeError(f"Kafka produce to {self.topic} failed: {remaining} undelivered, "
@@ -317,14 +359,16 @@ class _CommitFn(beam.DoFn):
         _, finished = element
         next_offset = next_state.read()
         if next_offset is None:
-            [tp] = self._consumer().committed([TopicPartition(finished.topic, finished.partition)], timeout=30)
+            [tp] = until_broker_answers(lambda: self._consumer().committed(
+                [TopicPartition(finished.topic, finished.partition)], timeout=30), "read committed offset")
             next_offset = tp.offset if tp.offset >= 0 else min(since for since, _ in finished.spans)
         advanced, done = advance(next_offset, done_state.read() or {}, finished.spans)
         done_state.write(done)
         next_state.write(advanced)
         if advanced != next_offset:
-            self._consumer().commit(offsets=[TopicPartition(finished.topic, finished.partition, advanced)],
-                                    asynchronous=False)
+            until_broker_answers(lambda: self._consumer().commit(
+                offsets=[TopicPartition(finished.topic, finished.partition, advanced)], asynchronous=False),
+                "commit offset")
             self._commits.inc()
             yield (finished.topic, finished.partition, advanced)
 
