@@ -384,7 +384,7 @@ def parse(text: str, source: str = "<tenants>", environ: Mapping[str, str] | Non
             import yaml
             document = yaml.safe_load(text)
     except Exception as exc:  # yaml and json errors both
-        raise TenantConfigError(f"{source}: not valid YAML/JSON: {exc}") from None
+        raise TenantConfigError(f"{source}: not valid YAML/JSON: {_syntax_error(exc)}") from None
     if not isinstance(document, Mapping) or not isinstance(document.get("tenants"), Mapping):
         raise TenantConfigError(f"{source}: expected a mapping with a 'tenants' mapping")
     unknown = set(document) - {"tenants"}
@@ -397,6 +397,18 @@ def parse(text: str, source: str = "<tenants>", environ: Mapping[str, str] | Non
     for name, body in document["tenants"].items():
         tenants[str(name)] = _tenant(str(name), body, env)
     return TenantDirectory(tenants)
+
+
+def _syntax_error(exc: Exception) -> str:
+    """What is wrong and where, without the file's text: YAML's message quotes the lines
+    around the error, and those may hold a key or a secret."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:  # yaml.MarkedYAMLError
+        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "syntax error"
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(exc, json.JSONDecodeError):  # its message is a position, never the text
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    return type(exc).__name__
 
 
 def _tenant(name: str, body: Any, env: Mapping[str, str]) -> Tenant:
