@@ -108,6 +108,9 @@ def local_runner(options: PipelineOptions):
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Beam's import-time warning already gave the root logger a handler, which makes
+    # basicConfig a no-op: without this the level stays ERROR and warnings go unprinted.
+    logging.getLogger().setLevel(logging.INFO)
     for noisy in ("apache_beam", "urllib3", "botocore", "aiobotocore", "azure", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     argv = list(argv if argv is not None else sys.argv[1:])
