@@ -66,6 +66,35 @@ class Proxy:
                  "toxicity": toxicity, "attributes": {"latency": latency_ms, "jitter": jitter_ms}}
         return self._server._call("POST", f"/proxies/{self.name}/toxics", toxic)["name"]
 
+    def add_reset_peer(self, timeout_ms: int = 0, stream: str = "downstream",
+                       name: str | None = None, toxicity: float = 1.0) -> str:
+        """Reset connections (TCP RST: the client sees ECONNRESET) once data flows,
+        after ``timeout_ms``. ``downstream``: as the response starts, after the
+        upstream has handled the request; ``upstream``: as the request arrives.
+        ``toxicity`` is the share of connections hit, drawn per connection when
+        it opens or the toxic is added."""
+        return self._add_toxic("reset_peer", {"timeout": timeout_ms}, stream, name, toxicity)
+
+    def add_timeout(self, timeout_ms: int = 0, stream: str = "upstream",
+                    name: str | None = None, toxicity: float = 1.0) -> str:
+        """Let no data through; close the connection after ``timeout_ms``, or with 0
+        never: a half-open connection, accepted but never answered, until the
+        toxic is removed (data held meanwhile may then go on)."""
+        return self._add_toxic("timeout", {"timeout": timeout_ms}, stream, name, toxicity)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Disabled, the proxy closes its listener and every connection: clients
+        are refused. Enabled again, it listens on the same address."""
+        self._server._call("POST", f"/proxies/{self.name}", {"enabled": enabled})
+
+    def _add_toxic(self, kind: str, attributes: dict, stream: str, name: str | None,
+                   toxicity: float) -> str:
+        if stream not in ("upstream", "downstream"):
+            raise ValueError(f"stream must be 'upstream' or 'downstream', not {stream!r}")
+        toxic = {"name": name or f"{kind}_{stream}", "type": kind, "stream": stream,
+                 "toxicity": toxicity, "attributes": attributes}
+        return self._server._call("POST", f"/proxies/{self.name}/toxics", toxic)["name"]
+
     def toxics(self) -> list[dict]:
         return self._server._call("GET", f"/proxies/{self.name}/toxics")
 
