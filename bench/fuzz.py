@@ -31,7 +31,8 @@ What is checked, for each run (a violation is any one of them broken):
 - no file is written, changed or removed outside the destinations, the
   outcomes folder and the dead-letter folder (the work folder, the job's
   working directory and its TMPDIR are snapshotted before and after);
-- the exit status is the documented one: 3 when a message FAILED, else 0.
+- the exit status is the documented one: 3 when a message FAILED, else 0;
+  and no traceback on stderr (an error that escaped instead of becoming an outcome).
 
 Nothing here is timed against a target: the run's seconds are reported.
 """
@@ -256,7 +257,7 @@ def _local_path(url: str) -> str:
 
 
 def check(job: Job, classes: dict[str, list[str]], exit_code: int, stdout: str,
-          before: dict, after: dict) -> Findings:
+          before: dict, after: dict, stderr: str = "") -> Findings:
     """Every promise of the run `job` made, checked against its inputs and outputs."""
     findings = Findings()
     # What each non-empty input line is: its sha256, read back from the files themselves.
@@ -371,7 +372,11 @@ def check(job: Job, classes: dict[str, list[str]], exit_code: int, stdout: str,
         findings.violation("blank lines not counted", f"the summary says {counted}, the files hold {blank}")
     wanted_exit = EXIT_FAILED_MESSAGES if statuses["FAILED"] else EXIT_OK
     if exit_code != wanted_exit:
-        findings.violation("exit status", f"{exit_code}, documented: {wanted_exit}")
+        findings.violation("exit status", f"{exit_code}, documented: {wanted_exit}; stderr ends "
+                                          + " / ".join(stderr.strip().splitlines()[-3:]))
+    if "Traceback (most recent call last)" in stderr:  # an error escaped instead of becoming an outcome
+        at = stderr.index("Traceback (most recent call last)")
+        findings.violation("a traceback on stderr", " / ".join(stderr[at:].splitlines()[-3:]))
     return findings
 
 
@@ -431,9 +436,7 @@ def run(count: int, seed: int, profiles: tuple[str, ...], work: str, log=lambda 
         log(f"fuzz: running the job with the {profile} profile")
         exit_code, stdout, stderr, seconds = job.run()
         after = snapshot(*watched)
-        findings = check(job, classes, exit_code, stdout, before, after)
-        if exit_code not in (EXIT_OK, EXIT_FAILED_MESSAGES):
-            findings.violation("job's last stderr lines", " / ".join(stderr.strip().splitlines()[-3:]))
+        findings = check(job, classes, exit_code, stdout, before, after, stderr)
         table = collections.defaultdict(dict)
         for (name, status), n in sorted(findings.counts.items()):
             table[name][status] = n

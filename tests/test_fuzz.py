@@ -208,6 +208,8 @@ BROKEN_PROMISES = [
     pytest.param(None, {"exit_code": 0}, "exit status", id="exit-0-with-failed"),
     pytest.param(None, {"exit_code": 4}, "exit status", id="exit-4-without-spill"),
     pytest.param(None, {"stdout": ""}, "blank lines not counted", id="blank-lines-not-counted"),
+    pytest.param(None, {"stderr": "Traceback (most recent call last):\n  File x\nKeyError: 1\n"},
+                 "a traceback on stderr", id="traceback"),
 ]
 
 
@@ -219,14 +221,15 @@ def test_the_checker_catches_each_broken_promise(small_run, breaks, given, viola
     for folder in (job.cwd, job.tmp):
         shutil.rmtree(folder)
         os.makedirs(folder)
-    intact = fuzz.check(job, classes, exit_code, stdout, before, fuzz.snapshot(*watched))
+    intact = fuzz.check(job, classes, exit_code, stdout, before, fuzz.snapshot(*watched), stderr)
     assert intact.violations == {}, (intact.violations, stderr[-2000:])
     stat = os.stat(job.inputs[0])
     try:
         if breaks is not None:
             breaks(job)
-        given = {"exit_code": exit_code, "stdout": stdout, **(given or {})}
-        found = fuzz.check(job, classes, given["exit_code"], given["stdout"], before, fuzz.snapshot(*watched))
+        given = {"exit_code": exit_code, "stdout": stdout, "stderr": stderr, **(given or {})}
+        found = fuzz.check(job, classes, given["exit_code"], given["stdout"], before, fuzz.snapshot(*watched),
+                           given["stderr"])
     finally:
         os.utime(job.inputs[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert violation in found.violations, found.violations

@@ -46,7 +46,8 @@ EMAILS = ("Jane.Doe@Example.com", "O'Brien+tag@Mail.Example.org", "Anna Berg <an
           "kim.lee@xn--mnchen-3ya.example")
 PHONES = (("+44 7911 123456", None), ("+1 (650) 253-0000", None), ("07700 900123", "GB"),
           ("4915123456789", None))
-TOKENS = ("fcm:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx7kzVq2f8Lm3nPz0Q", "a3f1c9e07b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a",
+TOKENS = ("fcm:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx7kzVq2f8Lm3nPz0Q",
+          "a3f1c9e07b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a",  # an APNs device token
           "Web_Push_Token-9f8e7d6c5b")
 
 
@@ -185,8 +186,8 @@ def known_records() -> list[bytes]:
     base = _ct("email", email, next(n))
     sms = _ct("sms", phone, next(n))
     bad_to = [f"{email}.", f"<{email}", f"{email}, {EMAILS[3]}", f"{email}\u0000", f"{email} ",
-              f"mailto:{email}", f"{phone} ext. 12", "+447911123456999999", f"{phone}\u00a0", f"{phone}; {PHONES[1][0]}",
-              f"{token} extra", ""]
+              f"mailto:{email}", f"{phone} ext. 12", "+447911123456999999", f"{phone}\u00a0",
+              f"{phone}; {PHONES[1][0]}", f"{token} extra", ""]
     lines += [_line({**base, "to": to, "message_id": f"bad-to-{i}"}) for i, to in enumerate(bad_to)]
     lines += [_line({**sms, "to": to, "message_id": f"bad-phone-{i}"}) for i, to in enumerate(bad_to)]
     lines += [
@@ -202,7 +203,7 @@ def known_records() -> list[bytes]:
         _line(base)[:-10], _line(sms)[:60],
         b"\xef\xbb\xbf" + _line(base), _line(sms) + b"\r",
         _line({**base, "html_body": "x" * 70_000}),  # over --max_message_bytes
-        _line({**_bz("sms", phone, next(n)), "to": phone.replace(" ", "")[1:]}),  # no region for braze: INVALID?
+        _line({**_bz("sms", phone, next(n)), "to": phone.replace(" ", "")[1:]}),  # country code first, no "+"
     ]
     # and tests.hostile's records, except those giving a recipient as an identifier
     ids = "|".join(re.escape(f) for f in (*hostile.ID_FIELDS, "tenant", "external_id", "app_id"))
@@ -365,20 +366,20 @@ def test_batch_runs_leak_no_recipient_and_no_credential(tmp_path, s3_auth_server
     credentials = {s3_auth_server.access_key: "access key id", s3_auth_server.secret_key: "secret key",
                    wrong_secret: "wrong secret", unknown_key: "unknown access key id",
                    unknown_secret: "unknown key's secret", token: "session token"}
-    valid = records[:40]
+    sends = records[:40]  # every channel of both profiles (the braze-shaped ones are INVALID here)
     hostile_job = BatchJob(work, "hostile", records, tenants, "--tenant", "ct", "--default_region", "GB",
                            "--max_message_bytes", "65536", "--outcomes", os.path.join(work, "hostile", "outcomes"),
                            "--dead_letters", os.path.join(work, "hostile", "dead-letters"))
     # wrong secret for a real key; the outcomes folder is in the same refused bucket: it spills
     wrong_secret_job = BatchJob(
-        work, "wrong-secret", valid + records[-40:], None, "--destination", f"s3://{bucket}",
+        work, "wrong-secret", sends + records[-40:], None, "--destination", f"s3://{bucket}",
         "--storage_options", json.dumps(_s3_options(s3_auth_server, s3_auth_server.access_key, wrong_secret)),
         "--outcomes", f"s3://{bucket}/outcomes", "--dead_letters", os.path.join(work, "wrong-secret", "dead"),
         "--max_in_flight", "2", "--breaker_cooldown", "0.05")
     # a key moto never issued, with a session token; the dead letters spill this time, and the
     # options travel to two worker processes
     unknown_key_job = BatchJob(
-        work, "unknown-key", valid + records[-40:], None, "--destination", f"s3://{bucket}",
+        work, "unknown-key", sends + records[-40:], None, "--destination", f"s3://{bucket}",
         "--storage_options", json.dumps(_s3_options(s3_auth_server, unknown_key, unknown_secret, token)),
         "--outcomes", os.path.join(work, "unknown-key", "outcomes"), "--dead_letters", f"s3://{bucket}/dead",
         "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
