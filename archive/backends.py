@@ -72,6 +72,7 @@ class S3Backend(Backend):
         if create_only:
             # A conditional PUT: S3 answers 412 when the key exists, which s3fs raises as FileExistsError.
             args["IfNoneMatch"] = "*"
+        _send_body_at_once(await fs.set_session())
         await fs._pipe_file(path, data, **args)
 
     def put_object_args(self, metadata, now: _dt.datetime | None = None) -> dict[str, Any]:
@@ -97,6 +98,21 @@ class S3Backend(Backend):
         if s3.storage_class:
             args["StorageClass"] = s3.storage_class
         return args
+
+
+def _send_body_at_once(client) -> None:
+    """No `Expect: 100-continue` on this client's PUTs (botocore adds it to every
+    PutObject). aiohttp waits for the "100 Continue" before sending the body, and
+    starts the read timeout only once the body is out: on a connection that
+    accepts but never answers, a PUT would wait forever, holding its slot. Without
+    it, the read timeout (s3fs: 15 s) ends the attempt and the retry policy goes
+    on; an object is small, so sending it before S3 could refuse it costs nothing."""
+    if getattr(client, "_archive_body_at_once", False):
+        return
+    from botocore.handlers import add_expect_header
+
+    client.meta.events.unregister("before-call.s3", add_expect_header)
+    client._archive_body_at_once = True
 
 
 class AzureBackend(Backend):
