@@ -59,7 +59,7 @@ import lz4.frame
 import zstandard
 
 from bench.measure import ROOT, machine
-from tests.hostile import KEY_PATTERNS, MAX_KEY_BYTES, hostile_record, hostile_records
+from tests.hostile import KEY_PATTERNS, MAX_KEY_BYTES, hostile_record, hostile_records, strict_loads
 
 PROFILES = ("clevertap", "braze")
 STATUSES = ("ARCHIVED", "FAILED", "INVALID", "SKIPPED")
@@ -204,16 +204,9 @@ def snapshot(*folders: str) -> dict[str, tuple[int, int]]:
 
 
 def strict_document(data: bytes):
-    """RFC 8259 and nothing more: UTF-8, no NaN/Infinity, no duplicate keys, and no lone
-    surrogate (json.loads decodes a "\\ud800" escape to one; UTF-8 cannot encode it)."""
-    def constant(name):
-        raise ValueError(f"{name} is not JSON")
-
-    def pairs(items):
-        if len({k for k, _ in items}) != len(items):
-            raise ValueError("duplicate key")
-        return dict(items)
-    value = json.loads(data.decode("utf-8"), parse_constant=constant, object_pairs_hook=pairs)
+    """RFC 8259 and nothing more (tests.hostile.strict_loads), and no lone surrogate:
+    json.loads decodes a "\\ud800" escape to one, which UTF-8 cannot encode."""
+    value = strict_loads(data)
     json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError on a lone surrogate
     return value
 

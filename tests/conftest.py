@@ -12,7 +12,7 @@ if ROOT not in sys.path:
 
 # Before anything imports gcsfs: devservers.gcs turns off gcsfs' gRPC bucket-layout
 # lookup, which fake-gcs-server cannot answer.
-from devservers import azurite, gcs, s3  # noqa: E402
+from devservers import azurite, gcs, s3, toxiproxy  # noqa: E402
 from pipeline.run import FNAPI_RUNNER  # noqa: E402
 
 
@@ -51,3 +51,13 @@ def azurite_server():
 def gcs_server():
     with gcs.start() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def toxi():
+    """Toxiproxy: TCP-level faults (latency, resets, half-open, refused) in front of a server."""
+    server = toxiproxy.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -38,13 +38,6 @@ def emulator():
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def toxi():
-    server = toxiproxy.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _produce(bootstrap: str, topic: str, count: int, start: int = 0) -> list[tuple[int, int]]:

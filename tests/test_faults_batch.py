@@ -465,13 +465,6 @@ def test_an_outage_longer_than_the_hold_fails_with_its_reason_and_the_redrive_ar
 
 # --- 4. resets, half-open and refused connections ---------------------------------------
 
-@pytest.fixture(scope="module")
-def toxi():
-    server = toxiproxy.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def reset_storm(proxy: toxiproxy.Proxy, seconds: float) -> None:
