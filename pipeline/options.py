@@ -245,6 +245,10 @@ class ArchiveOptions(PipelineOptions):
         root = self.spill_dir[len("file://"):] if self.spill_dir.startswith("file://") else self.spill_dir
         return os.path.join(os.path.abspath(root), run_id)
 
+    def input_patterns(self) -> list[str]:
+        """--input's comma-separated patterns."""
+        return [p.strip() for p in (self.input or "").split(",") if p.strip()]
+
     def parsed_storage_options(self) -> dict:
         try:
             value = json.loads(self.storage_options or "{}")

@@ -36,7 +36,7 @@ from archive.errors import classify  # noqa: E402
 from archive.tenants import redact_url  # noqa: E402
 from pipeline.options import ArchiveOptions, UsageError, check_flags, new_run_id  # noqa: E402
 from pipeline.sinks import WriteJsonLines  # noqa: E402
-from pipeline.sources import ReadOutboundMessages  # noqa: E402
+from pipeline.sources import ReadOutboundMessages, match_files  # noqa: E402
 from pipeline.streaming import build_streaming  # noqa: E402
 from pipeline.summary import archive_counters, refused_sinks, render, sink_counters  # noqa: E402
 from transforms.archive import ArchiveMessages  # noqa: E402
@@ -53,10 +53,9 @@ def build(pipeline: beam.Pipeline, options: ArchiveOptions, tenants=None):
     """Add the backfill graph to `pipeline`; returns the ArchiveResult. `tenants`: the
     tenant file already loaded (it is loaded from --tenants when not given)."""
     storage_options = options.parsed_storage_options()
-    patterns = [p.strip() for p in options.input.split(",") if p.strip()]
     result = (
         pipeline
-        | "ReadMessages" >> ReadOutboundMessages(patterns, storage_options, options.input_format)
+        | "ReadMessages" >> ReadOutboundMessages(options.input_patterns(), storage_options, options.input_format)
         | "Archive" >> ArchiveMessages(options.store_spec(), options.archiver_config(),
                                        tenants if tenants is not None else options.tenant_directory())
     )
@@ -173,7 +172,7 @@ def check_batch(archive: ArchiveOptions):
     if not archive.input:
         raise UsageError("--input is required (a file, folder or glob URL of outbound messages)")
     storage_options = archive.parsed_storage_options()
-    for pattern in [p.strip() for p in archive.input.split(",") if p.strip()]:
+    for pattern in archive.input_patterns():
         check_input(pattern, storage_options)
     tenants = archive.tenant_directory()
     if archive.run_id:
@@ -183,9 +182,7 @@ def check_batch(archive: ArchiveOptions):
 
 def check_input(pattern: str, storage_options: dict) -> None:
     """A pattern that matches no file is a typo far more often than an empty backfill."""
-    from pipeline.sources import match_files  # the job's own matching: the same files, or none
-
-    try:
+    try:  # the job's own matching: the same files, or none
         match_files(pattern, storage_options)
     except FileNotFoundError:
         raise UsageError(f"--input: no input files match {redact_url(pattern)}") from None
