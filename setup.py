@@ -3,6 +3,10 @@ as one compressed JSON object in the customer's bucket (CleverTap and Braze cont
 
 from setuptools import find_packages, setup
 
+# Beam's Google Cloud extras: the DataflowRunner's client (job submission, staging,
+# the dry run). The workers' image already has them; the submitting machine needs them.
+DATAFLOW = ["apache-beam[gcp]==2.77.0"]
+
 setup(
     name="message-archiver",
     version="0.1.0",
@@ -27,8 +31,10 @@ setup(
         "confluent-kafka>=2.3",
         "google-cloud-pubsub>=2.20",
     ],
+    entry_points={"console_scripts": ["message-archiver = pipeline.run:main"]},
     extras_require={
-        "test": [
+        "dataflow": DATAFLOW,
+        "test": DATAFLOW + [
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
