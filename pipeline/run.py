@@ -30,10 +30,11 @@ logging.getLogger().setLevel(logging.ERROR)
 
 import apache_beam as beam  # noqa: E402
 import fsspec  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions  # noqa: E402
+from apache_beam.runners.runner import PipelineResult  # noqa: E402
 
 from archive.errors import classify  # noqa: E402
-from archive.tenants import redact_url  # noqa: E402
+from archive.tenants import protocol_of, redact_url  # noqa: E402
 from pipeline.options import ArchiveOptions, UsageError, check_flags, new_run_id  # noqa: E402
 from pipeline.sinks import WriteJsonLines  # noqa: E402
 from pipeline.sources import ReadOutboundMessages, match_files  # noqa: E402
@@ -117,28 +118,19 @@ def main(argv: list[str] | None = None) -> int:
         print_help()
         return 0
     try:  # every usage error is found here, before anything runs
-        check_flags(argv)
-        archive = PipelineOptions(argv).view_as(ArchiveOptions)
-        archive.check()
-        if archive.kafka_topic or archive.pubsub_subscription:
-            streaming = streaming_pipeline(argv, kafka=bool(archive.kafka_topic))
-        else:
-            streaming = None
-            options = PipelineOptions(argv)
-            archive = options.view_as(ArchiveOptions)
-            tenants = check_batch(archive)  # the tenant file, loaded once: validated here, used below
+        pipeline, archive, streaming = job_pipeline(argv)
     except ValueError as exc:  # UsageError, and a tenant file's or Beam's own complaints
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    if streaming is not None:
-        return run_streaming(*streaming)
-    archive.run_id = run_id = archive.run_id or new_run_id()
+    if streaming:
+        return run_streaming(pipeline, archive)
+    run_id = archive.run_id
     spill = archive.spill_folder(run_id)
 
     started = time.monotonic()
-    pipeline = beam.Pipeline(runner=local_runner(options), options=options)
-    build(pipeline, archive, tenants)
     result = pipeline.run()
+    if translated_only(result, archive):
+        return 0
     result.wait_until_finish()
     counters = archive_counters(result)
     refused = refused_sinks(sink_counters(result))
@@ -221,6 +213,74 @@ def print_help() -> None:
     parser.print_help()
 
 
+def job_pipeline(argv: list[str]) -> tuple[beam.Pipeline, ArchiveOptions, bool]:
+    """The job `argv` asks for, checked (ValueError: a usage error) and built but not
+    run: (pipeline, its options, whether it is a stream)."""
+    check_flags(argv)
+    archive = PipelineOptions(argv).view_as(ArchiveOptions)
+    archive.check()
+    check_outputs_outlive_workers(archive)
+    if archive.kafka_topic or archive.pubsub_subscription:
+        return (*streaming_pipeline(argv, kafka=bool(archive.kafka_topic)), True)
+    return (*batch_pipeline(argv), False)
+
+
+_WORKER_LOCAL = ("file", "local", "memory")
+
+
+def check_outputs_outlive_workers(archive: ArchiveOptions) -> None:
+    """On Dataflow a local folder (or memory://) is on a worker's disk and goes with
+    the worker: every output must be a bucket or, for a stream, a topic. (With
+    --tenants, --destination is unused; the tenant file's destinations are its own.)"""
+    if not str(archive.view_as(StandardOptions).runner or "").endswith("DataflowRunner"):
+        return
+    streaming = bool(archive.kafka_topic or archive.pubsub_subscription)
+    outputs = ([] if archive.tenants else [("--destination", archive.destination)]) + [
+        ("--outcomes", archive.outcomes)] + (
+        [("--deliveries", archive.deliveries), ("--failures", archive.failures)] if streaming
+        else [("--dead_letters", archive.dead_letters_url())])
+    for flag, url in outputs:
+        if protocol_of(url) in _WORKER_LOCAL:
+            topics = streaming and flag != "--destination"
+            raise UsageError(f"{flag} {redact_url(url)} is on the workers' local disks, which Dataflow "
+                             "discards with each worker: give a bucket URL (gs://, s3://, abfs://"
+                             + (", or kafka://TOPIC, pubsub://projects/P/topics/T)" if topics else ")"))
+
+
+def batch_pipeline(argv: list[str]):
+    """The backfill's pipeline and options, checked (ValueError: a usage error) and
+    built but not run; the tenant file is loaded once, validated here and used by the graph."""
+    options = PipelineOptions(argv)
+    archive = options.view_as(ArchiveOptions)
+    tenants = check_batch(archive)
+    archive.run_id = archive.run_id or new_run_id()
+    # Built here, so a runner's own complaint about its options (Dataflow's project id,
+    # temp location) is a usage error too.
+    pipeline = beam.Pipeline(runner=local_runner(options), options=options)
+    build(pipeline, archive, tenants)
+    return pipeline, archive
+
+
+def translated_only(result, options: PipelineOptions) -> bool:
+    """--dry_run on Dataflow: the job was translated and validated, nothing submitted
+    (the runner returns a bare PipelineResult: no job, no metrics)."""
+    if not (options.view_as(TestOptions).dry_run and type(result) is PipelineResult):
+        return False
+    print("dry run: the job was translated and validated, not submitted")
+    return True
+
+
+def submitted_to_dataflow(result, options: PipelineOptions) -> bool:
+    """A stream on Dataflow runs there, not in this process: once it is submitted we
+    return (waiting would only tie a terminal to it, and Ctrl-C would cancel it)."""
+    if not str(options.view_as(StandardOptions).runner or "").endswith("DataflowRunner"):
+        return False
+    job_id = result.job_id() if hasattr(result, "job_id") else "?"
+    _LOG.info("streaming job %s submitted to Dataflow; stop it with "
+              "`gcloud dataflow jobs drain %s --region REGION`", job_id, job_id)
+    return True
+
+
 def streaming_pipeline(argv: list[str], kafka: bool = True):
     """The streaming job's pipeline and options, built (ValueError: a usage error) but not run."""
     options = PipelineOptions(argv + streaming_options(argv, kafka))
@@ -237,6 +297,8 @@ def run_streaming(pipeline: beam.Pipeline, archive: ArchiveOptions) -> int:
     """Run the streaming job until it is cancelled (Ctrl-C or SIGTERM)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     result = pipeline.run()
+    if translated_only(result, archive) or submitted_to_dataflow(result, archive):
+        return 0
     _LOG.info("streaming from %s (run %s); Ctrl-C stops", archive.kafka_topic or archive.pubsub_subscription,
               archive.run_id)
     try:
