@@ -3,14 +3,16 @@
 NAME is one of s3, azurite, gcs (object stores), gofakes3 (a fast S3 for the
 benchmarks), kafka, pubsub (streaming sources and sinks), toxiproxy (added
 latency for the benchmarks), expansion
-(Beam's Java expansion service with KafkaIO) and, install only, prism (Beam's
-local portable runner).
+(Beam's Java expansion service with KafkaIO), flink (a Flink session cluster:
+a JobManager and two TaskManagers, with Beam's job server for it) and, install
+only, prism (Beam's local portable runner).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import time
@@ -18,7 +20,7 @@ import time
 from devservers import DevServerError
 from devservers._process import CACHE_ROOT
 
-SERVERS = ("s3", "azurite", "gcs", "gofakes3", "kafka", "pubsub", "toxiproxy", "expansion")
+SERVERS = ("s3", "azurite", "gcs", "gofakes3", "kafka", "pubsub", "toxiproxy", "expansion", "flink")
 TOOLS = ("prism",)  # installed, not run: Beam's local portable runner
 
 
@@ -31,6 +33,7 @@ def _module(name: str):
                                     "pubsub": "devservers.pubsub",
                                     "toxiproxy": "devservers.toxiproxy",
                                     "expansion": "devservers.expansion",
+                                    "flink": "devservers.flink",
                                     "prism": "devservers.prism"}[name])
 
 
@@ -65,6 +68,11 @@ def _run(name: str, auth: bool) -> int:
         for attribute in ("bootstrap_servers", "emulator_host", "api_url", "address"):
             if hasattr(server, attribute):
                 print(f"{attribute}: {getattr(server, attribute)}")
+        if name == "flink":  # what a script needs to start a job on it
+            print(f"flink_master: {server.flink_master}")
+            print(f"web UI: {server.rest_url}")
+            print(f"flink_job_server_jar: {server.job_server_jar}")
+            print(f"pipeline flags: {' '.join(shlex.quote(a) for a in server.pipeline_args())}")
         print("Ctrl-C to stop.", flush=True)
         try:
             while server.process.running:

@@ -15,11 +15,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devservers import versions
 from devservers._process import (
     CACHE_ROOT, HOST, DevServerError, RunningServer, ServerProcess, install_lock, launch,
     maven_copy_dependencies, tcp_probe)
 
-BEAM_JAVA_VERSION = "2.73.0"
+BEAM_JAVA_VERSION = versions.BEAM_JAVA_EXPANSION
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>local.devservers</groupId>

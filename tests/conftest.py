@@ -61,3 +61,12 @@ def toxi():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def flink_cluster():
+    """A Flink session cluster: a JobManager and two TaskManagers (2 slots each), own JVMs."""
+    from devservers import flink
+
+    with flink.start(task_managers=2, slots=2) as cluster:
+        yield cluster
