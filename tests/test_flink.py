@@ -5,14 +5,15 @@ The backfill on Flink must leave exactly what the local runner leaves for the sa
 input: the same object keys with the same bytes, and the same outcomes.
 """
 
-import hashlib
 import json
 import os
+import urllib.request
 
 import pytest
 
 from archive import sample
 from pipeline import run
+from tests.test_pipeline import archive_files
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -26,21 +27,8 @@ def test_the_cluster_is_two_task_managers_with_the_web_ui_on_loopback(flink_clus
     assert flink_cluster.flink_master.startswith("127.0.0.1:")
     pids = {tm.pid for tm in flink_cluster.task_managers} | {flink_cluster.process.pid}
     assert len(pids) == 3  # three JVMs
-    import urllib.request
     with urllib.request.urlopen(flink_cluster.rest_url + "/", timeout=10) as page:
         assert b"Apache Flink" in page.read()  # the web UI, served by the JobManager
-
-
-def objects(root):
-    found = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            if "dead_letters" in path:
-                continue
-            with open(path, "rb") as handle:
-                found[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
-    return found
 
 
 def outcomes(folder):
@@ -82,7 +70,7 @@ def test_the_backfill_on_flink_leaves_what_the_local_runner_leaves(flink_cluster
                          "--run_id", f"{name}-{profile}", *runner])
         assert code == 0
         runs[name] = base
-    local, on_flink = (objects(runs[n] / "archive") for n in ("local", "flink"))
+    local, on_flink = (archive_files(str(runs[n] / "archive")) for n in ("local", "flink"))
     assert len(local) > 500 and on_flink == local
     assert outcomes(runs["flink"] / "outcomes") == outcomes(runs["local"] / "outcomes")
     assert len(outcomes(runs["flink"] / "outcomes")) == 600
