@@ -66,7 +66,9 @@ class DeliveryClock(threading.Thread):
 
         self._consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "bench-clock",
                                    "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                   "fetch.wait.max.ms": 10})
+                                   "fetch.wait.max.ms": 10,
+                                   # a topic created a moment ago: look again each second, not in 5 min
+                                   "topic.metadata.refresh.interval.ms": 1000})
         self._consumer.subscribe(list(topics.values()))
         self._names = {topic: name for name, topic in topics.items()}
         self.delivered: dict[str, tuple[int, float]] = {}  # message id -> (sent_at, latency ms), first arrival

@@ -37,10 +37,11 @@ import tempfile
 import time
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devservers import versions
+from devservers import flink_sdf_patch, versions
 from devservers._process import (
     CACHE_ROOT, HOST, DevServerError, RunningServer, ServerProcess, free_port, go_install,
     http_probe, install_lock, log_tail, maven_copy_dependencies, wait_ready)
@@ -48,6 +49,7 @@ from devservers._process import (
 HOME = CACHE_ROOT / f"flink-{versions.FLINK}-beam-{versions.FLINK_JOB_SERVER_BEAM}"
 LIBS = HOME / "libs"
 JOB_SERVER_JAR = HOME / "job-server.jar"
+PATCH_JAR = HOME / "patch" / f"{flink_sdf_patch.PATCH_NAME}.jar"  # first on every class path
 BOOT = CACHE_ROOT / "bin" / "beam-python-boot"
 _BOOT_MODULE = "github.com/apache/beam/sdks/v2/python/container"
 
@@ -93,30 +95,35 @@ def install() -> Path:
     """The job server's libs and launcher jar (Maven), and the PROCESS boot binary (Go).
     Idempotent; returns the launcher jar."""
     go_install("beam-python-boot", _BOOT_MODULE, "v" + versions.BEAM_PYTHON_SDK, BOOT)
-    if (HOME / ".installed").exists():
+    if (HOME / ".installed").exists() and PATCH_JAR.exists():
         return JOB_SERVER_JAR
     for tool in ("java", "mvn"):
         if shutil.which(tool) is None:
             raise DevServerError(f"the Flink cluster needs `{tool}` on PATH")
     with install_lock("flink"):
-        if (HOME / ".installed").exists():
+        if (HOME / ".installed").exists() and PATCH_JAR.exists():
             return JOB_SERVER_JAR
         HOME.mkdir(parents=True, exist_ok=True)
-        pom = _POM.format(beam=versions.FLINK_JOB_SERVER_BEAM, flink=versions.FLINK,
-                          flink_minor=versions.FLINK_MINOR)
-        _, staging = maven_copy_dependencies("flink-install", HOME, pom)
-        shutil.rmtree(LIBS, ignore_errors=True)
-        staging.rename(LIBS)
-        write_launcher_jar(JOB_SERVER_JAR, LIBS, "org.apache.beam.runners.flink.FlinkJobServerDriver")
+        if not (HOME / ".installed").exists():
+            pom = _POM.format(beam=versions.FLINK_JOB_SERVER_BEAM, flink=versions.FLINK,
+                              flink_minor=versions.FLINK_MINOR)
+            _, staging = maven_copy_dependencies("flink-install", HOME, pom)
+            shutil.rmtree(LIBS, ignore_errors=True)
+            staging.rename(LIBS)
+        patch = flink_sdf_patch.build(HOME, LIBS, versions.FLINK_JOB_SERVER_BEAM, versions.FLINK_MINOR)
+        assert patch == PATCH_JAR
+        write_launcher_jar(JOB_SERVER_JAR, LIBS, "org.apache.beam.runners.flink.FlinkJobServerDriver",
+                           first=(PATCH_JAR,))
         (HOME / ".installed").write_text(f"{versions.FLINK_JOB_SERVER_BEAM} {versions.FLINK}\n")
     return JOB_SERVER_JAR
 
 
-def write_launcher_jar(path: Path, libs: Path, main_class: str) -> None:
-    """A jar of only a manifest: `java -jar` runs main_class with the libs on the class
-    path and Flink's Java 17 flags (Add-Opens/Add-Exports), which is what Beam's
-    FlinkRunner needs for --flink_job_server_jar."""
-    class_path = " ".join(f"{libs.name}/{name}" for name in sorted(os.listdir(libs)) if name.endswith(".jar"))
+def write_launcher_jar(path: Path, libs: Path, main_class: str, first: tuple[Path, ...] = ()) -> None:
+    """A jar of only a manifest: `java -jar` runs main_class with `first`, then the
+    libs on the class path and Flink's Java 17 flags (Add-Opens/Add-Exports), which
+    is what Beam's FlinkRunner needs for --flink_job_server_jar."""
+    class_path = " ".join([*(p.relative_to(path.parent).as_posix() for p in first),
+                           *(f"{libs.name}/{name}" for name in sorted(os.listdir(libs)) if name.endswith(".jar"))])
     opens = " ".join(f.split("=", 1)[1].rsplit("=", 1)[0] for f in JAVA17_FLAGS if f.startswith("--add-opens"))
     exports = " ".join(f.split("=", 1)[1].rsplit("=", 1)[0] for f in JAVA17_FLAGS if f.startswith("--add-exports"))
     lines = ["Manifest-Version: 1.0", f"Main-Class: {main_class}", f"Class-Path: {class_path}",
@@ -151,7 +158,8 @@ class FlinkCluster(RunningServer):
     conf_dir: Path = field(repr=False, default=Path())
     checkpoints: Path = field(repr=False, default=Path())
     work_dir: Path | None = field(repr=False, default=None)
-    _start_task_manager: object = field(repr=False, default=None)
+    slots_per_task_manager: int = field(repr=False, default=2)
+    _start_task_manager: Callable[[str], ServerProcess] | None = field(repr=False, default=None)
 
     @property
     def rest_url(self) -> str:
@@ -177,6 +185,7 @@ class FlinkCluster(RunningServer):
     def add_task_manager(self, timeout: float = 60.0) -> None:
         """Start one more TaskManager (as an operator would after losing one)."""
         want = sum(1 for tm in self.task_managers if tm.running) + 1
+        assert self._start_task_manager is not None
         self.task_managers.append(self._start_task_manager(f"tm{len(self.task_managers) + 1}"))
         _wait_task_managers(self, want, timeout)
 
@@ -219,10 +228,18 @@ def _resource_params(conf_dir: Path, which: str) -> tuple[list[str], list[str]]:
 
 
 def _wait_task_managers(cluster: FlinkCluster, count: int, timeout: float) -> None:
+    """Until `count` TaskManagers have registered *and* reported their slots.
+
+    A TaskManager registers first and sends its slot report after, so
+    /overview can show it with no slots for a moment; a job submitted then
+    would wait for resources.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if cluster.rest("/overview")["taskmanagers"] >= count:
+            overview = cluster.rest("/overview")
+            if (overview["taskmanagers"] >= count
+                    and overview["slots-total"] >= count * cluster.slots_per_task_manager):
                 return
         except OSError:
             pass
@@ -240,7 +257,7 @@ def start(task_managers: int = 2, slots: int = 2, timeout: float = 120.0) -> Fli
     checkpoints.mkdir()
     rpc_port, rest_port = free_port(), free_port()
     (conf_dir / "flink-conf.yaml").write_text(_flink_conf(rpc_port, rest_port, slots, checkpoints))
-    classpath = f"{LIBS}/*"
+    classpath = f"{PATCH_JAR}{os.pathsep}{LIBS}/*"
     jm_jvm, jm_dynamic = _resource_params(conf_dir, "GET_JM_RESOURCE_PARAMS")
     tm_jvm, tm_dynamic = _resource_params(conf_dir, "GET_TM_RESOURCE_PARAMS")
     jobmanager = ServerProcess(
@@ -263,7 +280,7 @@ def start(task_managers: int = 2, slots: int = 2, timeout: float = 120.0) -> Fli
 
     cluster = FlinkCluster(flink_master=f"{HOST}:{rest_port}", job_server_jar=JOB_SERVER_JAR, boot=BOOT,
                            process=jobmanager, conf_dir=conf_dir, checkpoints=checkpoints, work_dir=work,
-                           _start_task_manager=start_task_manager)
+                           slots_per_task_manager=slots, _start_task_manager=start_task_manager)
     try:
         for n in range(task_managers):
             cluster.task_managers.append(start_task_manager(f"tm{n + 1}"))

@@ -288,6 +288,21 @@ class ArchiveOptions(PipelineOptions):
         return self.destination.rstrip("/") + "/dead_letters"
 
 
+class FlinkJobOptions(PipelineOptions):
+    """The Flink runner's own options (Java's FlinkPipelineOptions) that this job's
+    users set, declared so the strict flag check knows them and both `--flag=v` and
+    `--flag v` reach the job server (Beam forwards an undeclared flag only in the
+    `=` form). Beam's Python FlinkRunnerOptions declares --flink_master,
+    --parallelism and --max_parallelism; these are the rest that matter for a
+    streaming archive: checkpoints (how often, where, kept on cancel), restarts,
+    bundle size and time, and restoring from a savepoint."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        for name, kind, text in _FLINK_OPTIONS:
+            parser.add_argument(f"--{name}", type=kind, default=None, help=f"Flink runner: {text}")
+
+
 def new_run_id(now: float | None = None, suffix: str | None = None) -> str:
     """UTC time and a random suffix: sortable, and two runs started in one second differ."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
@@ -367,3 +382,28 @@ def _flag(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected true or false, not {text!r}")
+
+
+_FLINK_OPTIONS = (
+    ("checkpointing_interval", int, "milliseconds between checkpoints (a streaming job on Flink "
+                                    "commits what it read only through checkpoints: set it)"),
+    ("checkpointing_mode", str, "EXACTLY_ONCE or AT_LEAST_ONCE"),
+    ("checkpoint_timeout_millis", int, "a checkpoint not done in this long is abandoned"),
+    ("min_pause_between_checkpoints", int, "milliseconds from one checkpoint's end to the next's start"),
+    ("num_concurrent_checkpoints", int, "checkpoints in flight at once"),
+    ("fail_on_checkpointing_errors", _flag, "fail the job when a checkpoint fails"),
+    ("finish_bundle_before_checkpointing", _flag, "finish the open bundle before each checkpoint"),
+    ("state_backend", str, "rocksdb, or hashmap (the default)"),
+    ("state_backend_storage_path", str, "where the state backend writes checkpoints (a URL)"),
+    ("externalized_checkpoints_enabled", _flag, "keep checkpoints outside the job"),
+    ("retain_externalized_checkpoints_on_cancellation", _flag, "keep them when the job is cancelled"),
+    ("number_of_execution_retries", int, "restarts after a failure (-1: the cluster's strategy)"),
+    ("execution_retry_delay", int, "milliseconds before a restart"),
+    ("max_bundle_size", int, "elements per bundle at most"),
+    ("max_bundle_time_mills", int, "milliseconds a bundle stays open at most (latency on a thin stream)"),
+    ("auto_watermark_interval", int, "milliseconds between watermark updates"),
+    ("latency_tracking_interval", int, "milliseconds between latency markers (0: off)"),
+    ("savepoint_path", str, "restore the job from this savepoint or retained checkpoint"),
+    ("allow_non_restored_state", _flag, "restore even if some saved state has no operator"),
+    ("shutdown_sources_after_idle_ms", int, "stop idle sources after this long (-1: never)"),
+)

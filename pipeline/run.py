@@ -30,11 +30,13 @@ logging.getLogger().setLevel(logging.ERROR)
 
 import apache_beam as beam  # noqa: E402
 import fsspec  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions  # noqa: E402
+from apache_beam.options.pipeline_options import (  # noqa: E402
+    FlinkRunnerOptions, GoogleCloudOptions, PipelineOptions, StandardOptions, TestOptions)
 from apache_beam.runners.runner import PipelineResult  # noqa: E402
 
 from archive.errors import classify  # noqa: E402
 from archive.tenants import protocol_of, redact_url  # noqa: E402
+from pipeline import flink  # noqa: E402
 from pipeline.options import ArchiveOptions, UsageError, check_flags, new_run_id  # noqa: E402
 from pipeline.sinks import WriteJsonLines  # noqa: E402
 from pipeline.sources import ReadOutboundMessages, match_files  # noqa: E402
@@ -220,6 +222,8 @@ def job_pipeline(argv: list[str]) -> tuple[beam.Pipeline, ArchiveOptions, bool]:
     archive = PipelineOptions(argv).view_as(ArchiveOptions)
     archive.check()
     check_outputs_outlive_workers(archive)
+    if on_flink(archive):
+        flink.check_master(archive.view_as(FlinkRunnerOptions).flink_master, archive.allow_insecure_http)
     if archive.kafka_topic or archive.pubsub_subscription:
         return (*streaming_pipeline(argv, kafka=bool(archive.kafka_topic)), True)
     return (*batch_pipeline(argv), False)
@@ -288,6 +292,9 @@ def streaming_pipeline(argv: list[str], kafka: bool = True):
     archive.store_spec()
     tenants = archive.tenant_directory()
     archive.run_id = archive.run_id or new_run_id()
+    cloud = options.view_as(GoogleCloudOptions)
+    if on_flink(archive) and not cloud.job_name:
+        cloud.job_name = flink.job_name(archive.run_id)  # so a stop can find the cluster's job
     pipeline = beam.Pipeline(options=options)
     build_streaming(pipeline, archive, tenants)
     return pipeline, archive
@@ -309,7 +316,20 @@ def run_streaming(pipeline: beam.Pipeline, archive: ArchiveOptions) -> int:
             result.cancel()
         except Exception:  # the runner may already be gone with the same signal
             pass
+        if on_flink(archive):  # the job server's cancel leaves the cluster's job running
+            master = archive.view_as(FlinkRunnerOptions).flink_master
+            try:
+                for jid in flink.cancel_job(master, archive.view_as(GoogleCloudOptions).job_name):
+                    _LOG.info("cancelled Flink job %s", jid)
+            except (OSError, TimeoutError) as exc:
+                _LOG.error("could not cancel the Flink job %s: %s; cancel it in the cluster's web UI",
+                           archive.view_as(GoogleCloudOptions).job_name, exc)
+                return 1
     return 0
+
+
+def on_flink(options: PipelineOptions) -> bool:
+    return str(options.view_as(StandardOptions).runner or "").endswith("FlinkRunner")
 
 
 if __name__ == "__main__":

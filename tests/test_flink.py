@@ -5,15 +5,22 @@ The backfill on Flink must leave exactly what the local runner leaves for the sa
 input: the same object keys with the same bytes, and the same outcomes.
 """
 
+import hashlib
 import json
 import os
+import signal
+import time
 import urllib.request
+import uuid
 
 import pytest
 
 from archive import sample
+from devservers.faultproxy import FaultProxy
 from pipeline import run
-from tests.test_pipeline import archive_files
+from tests.test_pipeline import BAD_LINES, archive_files
+from tests.test_streaming import (  # noqa: F401  (broker: the module's Kafka fixture)
+    Reader, StreamingJob, broker, committed_offsets, messages, outcome_key, publish)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -78,3 +85,201 @@ def test_the_backfill_on_flink_leaves_what_the_local_runner_leaves(flink_cluster
     assert len(dead_letters(runs["local"] / "archive")) > 0
     jobs = flink_cluster.rest("/jobs/overview")["jobs"]
     assert any(job["state"] == "FINISHED" for job in jobs)  # it ran on the cluster, not in-process
+
+
+# --- the streaming job on the cluster -----------------------------------------------------
+
+CHECKPOINT_MS = 2000
+
+
+def flink_jobs(cluster, *states):
+    return [job for job in cluster.rest("/jobs/overview")["jobs"] if not states or job["state"] in states]
+
+
+def running_job(cluster, timeout=120):
+    """The one job RUNNING with all its tasks running, once it is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for job in flink_jobs(cluster, "RUNNING"):
+            tasks = cluster.rest(f"/jobs/{job['jid']}")["status-counts"]
+            if tasks.get("RUNNING", 0) and set(k for k, v in tasks.items() if v) == {"RUNNING"}:
+                return job["jid"]
+        time.sleep(0.5)
+    raise AssertionError(f"no job running on the cluster: {flink_jobs(cluster)}")
+
+
+def checkpoints(cluster, jid):
+    return cluster.rest(f"/jobs/{jid}/checkpoints")
+
+
+def completed_checkpoints(cluster, jid, at_least=1, timeout=60):
+    """The job's checkpoint statistics once `at_least` have completed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = checkpoints(cluster, jid)
+        if stats["counts"]["completed"] >= at_least:
+            return stats
+        time.sleep(0.5)
+    failed = [c.get("failure_message") for c in stats["history"] if c["status"] == "FAILED"]
+    raise AssertionError(f"{stats['counts']} checkpoints after {timeout}s; failures: {failed[:3]}")
+
+
+class FlinkStream(StreamingJob):
+    """The streaming job as a user starts it, on the cluster, checkpointing every 2 s."""
+
+    def __init__(self, cluster, broker, s3_server, bucket, topic, endpoint_url=None, *extra, **kwargs):
+        super().__init__(broker, s3_server, bucket, topic, endpoint_url, *cluster.pipeline_args(parallelism=2),
+                         f"--checkpointing_interval={CHECKPOINT_MS}", *extra, **kwargs)
+        self.cluster = cluster
+
+    def stop(self, sig=signal.SIGTERM):
+        """SIGTERM: the launcher cancels its Flink job, which must leave the cluster's slots free."""
+        super().stop(sig)
+        deadline = time.monotonic() + 60
+        while flink_jobs(self.cluster, "RUNNING", "RESTARTING", "CREATED", "CANCELLING", "FAILING") \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = flink_jobs(self.cluster, "RUNNING", "RESTARTING", "CREATED", "CANCELLING", "FAILING")
+        assert not left, f"stopping the launcher left jobs on the cluster: {left}"
+
+
+def test_the_strict_stream_on_flink_archives_each_message_once_and_delivers_only_the_archived(
+        flink_cluster, broker, s3_server):
+    topic = f"flink-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=4)
+    bucket = s3_server.create_bucket(f"flink-{uuid.uuid4().hex[:8]}")
+    values = messages(200, "strict") + BAD_LINES[:3]
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        # every SMS object is refused for good: those messages must not be delivered
+        proxy.s3_error(400, "InvalidRequest", "refused by the test", None, method="PUT", path=r"/Sms/")
+        job = FlinkStream(flink_cluster, broker, s3_server, bucket, topic, proxy.url)
+        reader = Reader(broker, job.topics)
+        publish(broker, topic, values)
+        job.start()
+        try:
+            assert reader.until(lambda seen: len(seen["outcomes"]) >= len(values), 240), \
+                f"{len(reader.seen['outcomes'])} of {len(values)} outcomes"
+            assert reader.until(
+                lambda seen: len(seen["deliveries"]) + len(seen["failures"]) >= len(values), 60)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                committed, ends = committed_offsets(broker, f"{topic}-group", topic)
+                if committed == ends:
+                    break
+                time.sleep(0.5)
+            assert committed == ends  # every record decided and durable: committed to the end
+            jid = running_job(flink_cluster)
+            completed_checkpoints(flink_cluster, jid)  # it checkpoints while it streams
+        finally:
+            job.stop()
+    assert [job["state"] for job in flink_jobs(flink_cluster) if job["jid"] == jid] == ["CANCELED"]
+    outcomes = reader.outcomes()
+    reader.close()
+    keys = [outcome_key(o) for o in outcomes]
+    assert len(keys) == len(set(keys)) == len(values)       # exactly one outcome each
+    by_id = {o["message_id"]: o for o in outcomes if o["status"] != "INVALID"}
+    archived = {k for k, o in by_id.items() if o["status"] == "ARCHIVED"}
+    failed = {k for k, o in by_id.items() if o["status"] == "FAILED"}
+    assert failed and all(by_id[k]["channel"] == "sms" for k in failed)
+    assert archived and all(by_id[k]["channel"] != "sms" for k in archived)
+    delivered = {m.key().decode(): m for m in reader.seen["deliveries"]}
+    assert len(delivered) == len(reader.seen["deliveries"])  # none twice
+    assert set(delivered) == archived
+    client = s3_server.boto3_client()
+    for message_id, message in delivered.items():
+        assert dict(message.headers())["archive_status"] == b"ARCHIVED"
+        key = by_id[message_id]["url"].split(bucket + "/", 1)[1]
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == by_id[message_id]["sha256"]
+    held = [dict(m.headers())["archive_status"] for m in reader.seen["failures"]]
+    assert sorted(held) == sorted([b"FAILED"] * len(failed) + [b"INVALID"] * 3)
+
+
+def delivered_ids(seen):
+    return {json.loads(m.value())["message_id"] for m in seen["deliveries"]}
+
+
+def outcome_ids(seen):
+    return {json.loads(m.value())["message_id"] for m in seen["outcomes"]}
+
+
+def test_a_task_manager_killed_mid_stream_loses_nothing_and_delivers_nothing_unarchived(
+        flink_cluster, broker, s3_server):
+    topic = f"flink-kill-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=4)
+    bucket = s3_server.create_bucket(f"flink-kill-{uuid.uuid4().hex[:8]}")
+    first, second = messages(200, "before"), messages(200, "after")
+    wanted = {json.loads(v)["message_id"] for v in first + second}
+    job = FlinkStream(flink_cluster, broker, s3_server, bucket, topic)
+    reader = Reader(broker, job.topics)
+    publish(broker, topic, first)
+    job.start()
+    try:
+        assert reader.until(lambda seen: len(seen["outcomes"]) >= 20, 240)
+        jid = running_job(flink_cluster)
+        completed_checkpoints(flink_cluster, jid)  # one to restore from
+        killed = time.monotonic()
+        flink_cluster.kill_task_manager(1)      # SIGKILL: the JVM and its Python workers, mid-stream
+        publish(broker, topic, second)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and flink_cluster.rest(f"/jobs/{jid}/exceptions").get(
+                "exceptionHistory", {}).get("entries", []) == []:
+            time.sleep(0.5)
+        running_job(flink_cluster, timeout=120)  # restored from its checkpoint on the TaskManager left
+        restored = time.monotonic()
+        assert reader.until(lambda seen: wanted <= delivered_ids(seen) and wanted <= outcome_ids(seen), 240), \
+            f"{len(wanted - delivered_ids(reader.seen))} of {len(wanted)} never delivered"
+        caught_up = time.monotonic()
+        restarts = flink_cluster.rest(f"/jobs/{jid}/exceptions")["exceptionHistory"]["entries"]
+        assert restarts, "the job never noticed the TaskManager it lost"
+    finally:
+        job.stop()
+        flink_cluster.add_task_manager()  # the cluster as it was, for the tests after this one
+    outcomes = reader.outcomes()
+    reader.close()
+    assert {o["message_id"] for o in outcomes} == wanted    # at least one outcome each: nothing lost
+    archived = {o["message_id"]: o for o in outcomes if o["status"] == "ARCHIVED"}
+    assert set(archived) == wanted
+    client = s3_server.boto3_client()
+    for message in reader.seen["deliveries"]:               # a replay may deliver twice, same id
+        message_id = message.key().decode()
+        assert dict(message.headers())["archive_status"] == b"ARCHIVED"
+        key = archived[message_id]["url"].split(bucket + "/", 1)[1]
+        assert client.head_object(Bucket=bucket, Key=key)["ContentLength"] == archived[message_id]["bytes"]
+    from tests.reliability import record_row
+    record_row("flink-taskmanager-killed", "SIGKILL of one of two TaskManagers mid-stream (Flink restores "
+               "the job from its last checkpoint on the other)", len(wanted), 0,
+               len(reader.seen["deliveries"]) - len(wanted), 0, 0, caught_up - killed,
+               restored_s=round(restored - killed, 1))
+
+
+def test_checkpoints_stay_the_same_size_idle_and_under_load(flink_cluster, broker, s3_server):
+    """The Kafka reader checkpoints itself after every poll; each self-checkpoint's
+    residual must leave the job's state when it is resumed (devservers.flink_sdf_patch),
+    or every Flink checkpoint is larger than the last."""
+    topic = f"flink-size-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=4)
+    bucket = s3_server.create_bucket(f"flink-size-{uuid.uuid4().hex[:8]}")
+    job = FlinkStream(flink_cluster, broker, s3_server, bucket, topic)
+    reader = Reader(broker, job.topics)
+    job.start()
+    try:
+        jid = running_job(flink_cluster)
+        start = completed_checkpoints(flink_cluster, jid, at_least=3)["latest"]["completed"]
+        time.sleep(20)                                        # idle: about 100 polls per partition
+        idle = checkpoints(flink_cluster, jid)["latest"]["completed"]
+        values = messages(600, "load")
+        for index in range(0, len(values), 30):              # load: 30 every 0.2 s, 150/s for 4 s
+            publish(broker, topic, values[index:index + 30])
+            time.sleep(0.2)
+        assert reader.until(lambda seen: len(seen["outcomes"]) >= len(values), 120)
+        loaded = completed_checkpoints(flink_cluster, jid, at_least=idle["id"] + 2)["latest"]["completed"]
+        time.sleep(10)
+        after = checkpoints(flink_cluster, jid)["latest"]["completed"]
+    finally:
+        job.stop()
+        reader.close()
+    sizes = [c["state_size"] for c in (start, idle, loaded, after)]
+    assert after["id"] - start["id"] >= 10, sizes
+    # Unpatched, each 2-s checkpoint here grew by about 27 KB, idle or not.
+    assert max(sizes) - min(sizes) < 4096, sizes

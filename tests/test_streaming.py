@@ -92,8 +92,12 @@ class Reader:
     """Reads the job's three output topics from the start, as delivery would."""
 
     def __init__(self, broker, topics):
+        # A topic created a moment ago may not be in the broker's metadata yet; librdkafka
+        # then leaves it out of the subscription until its next metadata refresh (5 min
+        # by default): look again every second.
         self.consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers,
-                                  "group.id": f"reader-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+                                  "group.id": f"reader-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+                                  "topic.metadata.refresh.interval.ms": 1000})
         self.consumer.subscribe(list(topics.values()))
         self.names = {v: k for k, v in topics.items()}
         self.seen = {name: [] for name in topics}
