@@ -4,6 +4,7 @@
     python -m bench --scenarios b        # one scenario
     python -m bench --smoke              # every scenario at a few seconds' size (CI runs this)
     python -m bench fuzz --count 100000  # hostile records through the whole job, every promise checked
+    python -m bench flink                # 10 minutes on the Flink cluster: latency, checkpoint size, a kill
 
 a  backfill to local disk, 100,000 messages per mix (SMS-sized, 12 KB email):
    the pipeline, the single-core floor and the naive pipeline;
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import fuzz
 
         return fuzz.main(argv[1:])
+    if argv[:1] == ["flink"]:
+        from bench import flink
+
+        return flink.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default="a,b,c", help="comma-separated: a, b, c (default: all)")

@@ -106,6 +106,20 @@ class DeliveryClock(threading.Thread):
         self._consumer.close()
 
 
+def start_job(name: str, broker, bucket: str, storage_options: dict, *extra: str):
+    """The source and output topics, and the streaming job on them as a user starts it:
+    (the job's process, the output topics by name, the source topic)."""
+    topics = {output: broker.create_topic(f"bench-{output}", partitions=1)
+              for output in ("deliveries", "failures", "outcomes")}
+    source = broker.create_topic("bench-outbound", partitions=PARTITIONS)
+    job = ServerProcess(name, [
+        sys.executable, "-m", "pipeline.run", "--kafka_topic", source,
+        "--kafka_bootstrap_servers", broker.bootstrap_servers, "--kafka_group", "bench-archiver",
+        "--destination", f"s3://{bucket}", "--storage_options", json.dumps(storage_options),
+        *[f"--{output}=kafka://{topic}" for output, topic in topics.items()], *extra], cwd=ROOT)
+    return job, topics, source
+
+
 def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_MS,
         sweep: tuple[float, ...] = (), sweep_seconds: float = 15.0) -> dict:
     from confluent_kafka import Producer
@@ -114,15 +128,8 @@ def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_M
         proxy = toxi.create_proxy("s3", upstream=store.endpoint_url.removeprefix("http://"))
         proxy.add_latency(latency_ms)
         bucket = store.create_bucket("stream-archive")
-        topics = {name: broker.create_topic(f"bench-{name}", partitions=1)
-                  for name in ("deliveries", "failures", "outcomes")}
-        source = broker.create_topic("bench-outbound", partitions=PARTITIONS)
-        job = ServerProcess("bench-streaming-job", [
-            sys.executable, "-m", "pipeline.run", "--kafka_topic", source,
-            "--kafka_bootstrap_servers", broker.bootstrap_servers, "--kafka_group", "bench-archiver",
-            "--destination", f"s3://{bucket}",
-            "--storage_options", json.dumps(store.storage_options(f"http://{proxy.listen}")),
-            *[f"--{name}=kafka://{topic}" for name, topic in topics.items()]], cwd=ROOT)
+        job, topics, source = start_job("bench-streaming-job", broker, bucket,
+                                        store.storage_options(f"http://{proxy.listen}"))
         clock = DeliveryClock(broker.bootstrap_servers, topics)
         clock.start()
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 1, "acks": "all"})
