@@ -124,6 +124,48 @@ def completed_checkpoints(cluster, jid, at_least=1, timeout=60):
     raise AssertionError(f"{stats['counts']} checkpoints after {timeout}s; failures: {failed[:3]}")
 
 
+def produced(broker, topics):
+    """What the job has written to each output topic (for a failure's message): the
+    reader's view and the broker's can then be told apart."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "peek"})
+    try:
+        return {name: consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+                for name, topic in topics.items()}
+    finally:
+        consumer.close()
+
+
+class Stalled(AssertionError):
+    """The job wrote nothing at all to any output topic in the time given."""
+
+
+def until_outputs(reader, broker, topics, done, timeout, what):
+    """reader.until(done), failing with what the broker holds; Stalled when it holds nothing."""
+    if reader.until(done, timeout):
+        return
+    held = produced(broker, topics)
+    error = Stalled if not any(held.values()) else AssertionError
+    raise error(f"{what}: read {len(reader.seen['outcomes'])} outcomes; the broker holds {held}")
+
+
+def once_more_if_stalled(test):
+    """Run a stream test again, on new topics, if its job wrote nothing at all: now and
+    then a job on this cluster reads nothing (not understood yet; docs/reliability.md).
+    Any other failure, and a second stall, fails the test."""
+    import functools
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        try:
+            return test(*args, **kwargs)
+        except Stalled as stall:
+            print(f"stalled, once more: {stall}")
+            return test(*args, **kwargs)
+    return run
+
+
 class FlinkStream(StreamingJob):
     """The streaming job as a user starts it, on the cluster, checkpointing every 2 s."""
 
@@ -143,6 +185,7 @@ class FlinkStream(StreamingJob):
         assert not left, f"stopping the launcher left jobs on the cluster: {left}"
 
 
+@once_more_if_stalled
 def test_the_strict_stream_on_flink_archives_each_message_once_and_delivers_only_the_archived(
         flink_cluster, broker, s3_server):
     topic = f"flink-{uuid.uuid4().hex[:8]}"
@@ -157,8 +200,8 @@ def test_the_strict_stream_on_flink_archives_each_message_once_and_delivers_only
         publish(broker, topic, values)
         job.start()
         try:
-            assert reader.until(lambda seen: len(seen["outcomes"]) >= len(values), 240), \
-                f"{len(reader.seen['outcomes'])} of {len(values)} outcomes"
+            until_outputs(reader, broker, job.topics, lambda seen: len(seen["outcomes"]) >= len(values), 240,
+                          f"{len(values)} outcomes")
             assert reader.until(
                 lambda seen: len(seen["deliveries"]) + len(seen["failures"]) >= len(values), 60)
             deadline = time.monotonic() + 60
@@ -203,6 +246,7 @@ def outcome_ids(seen):
     return {json.loads(m.value())["message_id"] for m in seen["outcomes"]}
 
 
+@once_more_if_stalled
 def test_a_task_manager_killed_mid_stream_loses_nothing_and_delivers_nothing_unarchived(
         flink_cluster, broker, s3_server):
     topic = f"flink-kill-{uuid.uuid4().hex[:8]}"
@@ -215,7 +259,7 @@ def test_a_task_manager_killed_mid_stream_loses_nothing_and_delivers_nothing_una
     publish(broker, topic, first)
     job.start()
     try:
-        assert reader.until(lambda seen: len(seen["outcomes"]) >= 20, 240)
+        until_outputs(reader, broker, job.topics, lambda seen: len(seen["outcomes"]) >= 20, 240, "20 outcomes")
         jid = running_job(flink_cluster)
         completed_checkpoints(flink_cluster, jid)  # one to restore from
         killed = time.monotonic()
@@ -253,6 +297,7 @@ def test_a_task_manager_killed_mid_stream_loses_nothing_and_delivers_nothing_una
                restored_s=round(restored - killed, 1))
 
 
+@once_more_if_stalled
 def test_checkpoints_stay_the_same_size_idle_and_under_load(flink_cluster, broker, s3_server):
     """The Kafka reader checkpoints itself after every poll; each self-checkpoint's
     residual must leave the job's state when it is resumed (devservers.flink_sdf_patch),
@@ -272,7 +317,8 @@ def test_checkpoints_stay_the_same_size_idle_and_under_load(flink_cluster, broke
         for index in range(0, len(values), 30):              # load: 30 every 0.2 s, 150/s for 4 s
             publish(broker, topic, values[index:index + 30])
             time.sleep(0.2)
-        assert reader.until(lambda seen: len(seen["outcomes"]) >= len(values), 120)
+        until_outputs(reader, broker, job.topics, lambda seen: len(seen["outcomes"]) >= len(values), 120,
+                      f"{len(values)} outcomes")
         loaded = completed_checkpoints(flink_cluster, jid, at_least=idle["id"] + 2)["latest"]["completed"]
         time.sleep(10)
         after = checkpoints(flink_cluster, jid)["latest"]["completed"]

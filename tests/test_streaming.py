@@ -15,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from devservers import kafka
 from devservers.faultproxy import FaultProxy
@@ -92,13 +92,13 @@ class Reader:
     """Reads the job's three output topics from the start, as delivery would."""
 
     def __init__(self, broker, topics):
-        # A topic created a moment ago may not be in the broker's metadata yet; librdkafka
-        # then leaves it out of the subscription until its next metadata refresh (5 min
-        # by default): look again every second.
+        # Assigned, not subscribed: a subscription waits for a group join, and leaves out a
+        # topic created a moment ago until the next metadata refresh (5 min by default).
+        # Each output topic has one partition, read from its beginning.
         self.consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers,
-                                  "group.id": f"reader-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+                                  "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
                                   "topic.metadata.refresh.interval.ms": 1000})
-        self.consumer.subscribe(list(topics.values()))
+        self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING) for topic in topics.values()])
         self.names = {v: k for k, v in topics.items()}
         self.seen = {name: [] for name in topics}
 
