@@ -692,7 +692,11 @@ def test_revoked_credentials_open_one_tenants_breaker_only_and_it_closes_after_r
     assert len(refusals) <= 4 * (64 + probes)  # the writes in flight when it opened, and the probes: 4 attempts each
     # After the restore and the cooldown, acme's writes succeed again.
     assert recovery <= cooldown + 3
-    assert sum(o["status"] == "ARCHIVED" and moment(o) > restored_at for o in acme) > 100
+    # (How many of acme's messages are left by then depends on how fast the open breaker
+    # failed the rest: every one decided after the cooldown is archived, at least one.)
+    settled = [o for o in acme if moment(o) > restored_at + cooldown + 5]
+    assert sum(o["status"] == "ARCHIVED" and moment(o) > restored_at for o in acme) >= 1
+    assert all(o["status"] == "ARCHIVED" for o in settled), [o["status"] for o in settled][:10]
     assert {json.loads(d["input"])["tenant"] for d in dead} == {"acme"} and len(dead) == len(failed)
     text = json.dumps(outcomes) + json.dumps(dead)
     assert not any(secret in text for secret in secrets)
