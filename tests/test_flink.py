@@ -5,7 +5,6 @@ The backfill on Flink must leave exactly what the local runner leaves for the sa
 input: the same object keys with the same bytes, and the same outcomes.
 """
 
-import hashlib
 import json
 import os
 import signal
@@ -18,9 +17,10 @@ import pytest
 from archive import sample
 from devservers.faultproxy import FaultProxy
 from pipeline import run
+from pipeline.flink import TERMINAL
 from tests.test_pipeline import BAD_LINES, archive_files
 from tests.test_streaming import (  # noqa: F401  (broker: the module's Kafka fixture)
-    Reader, StreamingJob, broker, committed_offsets, messages, outcome_key, publish)
+    Reader, StreamingJob, assert_strict_outcomes, broker, committed_offsets, messages, publish)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -96,6 +96,11 @@ def flink_jobs(cluster, *states):
     return [job for job in cluster.rest("/jobs/overview")["jobs"] if not states or job["state"] in states]
 
 
+def unfinished(cluster):
+    """The cluster's jobs, of any name, not yet FINISHED, CANCELED or FAILED."""
+    return [job for job in flink_jobs(cluster) if job["state"] not in TERMINAL]
+
+
 def running_job(cluster, timeout=120):
     """The one job RUNNING with all its tasks running, once it is."""
     deadline = time.monotonic() + timeout
@@ -141,13 +146,25 @@ class Stalled(AssertionError):
     """The job wrote nothing at all to any output topic in the time given."""
 
 
-def until_outputs(reader, broker, topics, done, timeout, what):
-    """reader.until(done), failing with what the broker holds; Stalled when it holds nothing."""
+def vertex_records(cluster):
+    """Records in and out of each running job's vertices: where a stall stands."""
+    try:
+        return [{v["name"][:60]: (v["metrics"]["read-records"], v["metrics"]["write-records"])
+                 for v in cluster.rest(f"/jobs/{job['jid']}")["vertices"]}
+                for job in flink_jobs(cluster, "RUNNING")]
+    except OSError as error:
+        return repr(error)
+
+
+def until_outputs(reader, broker, topics, done, timeout, what, cluster):
+    """reader.until(done), failing with what the broker and the job's vertices hold;
+    Stalled when the broker holds nothing."""
     if reader.until(done, timeout):
         return
     held = produced(broker, topics)
     error = Stalled if not any(held.values()) else AssertionError
-    raise error(f"{what}: read {len(reader.seen['outcomes'])} outcomes; the broker holds {held}")
+    raise error(f"{what}: read {len(reader.seen['outcomes'])} outcomes; the broker holds {held}; "
+                f"records in/out by vertex: {vertex_records(cluster)}")
 
 
 def once_more_if_stalled(test):
@@ -178,30 +195,34 @@ class FlinkStream(StreamingJob):
         """SIGTERM: the launcher cancels its Flink job, which must leave the cluster's slots free."""
         super().stop(sig)
         deadline = time.monotonic() + 60
-        while flink_jobs(self.cluster, "RUNNING", "RESTARTING", "CREATED", "CANCELLING", "FAILING") \
-                and time.monotonic() < deadline:
+        while (left := unfinished(self.cluster)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        left = flink_jobs(self.cluster, "RUNNING", "RESTARTING", "CREATED", "CANCELLING", "FAILING")
         assert not left, f"stopping the launcher left jobs on the cluster: {left}"
+
+
+def new_stream(prefix, cluster, broker, s3_server, endpoint_url=None):
+    """A fresh input topic (4 partitions) and bucket, the job on them (not started),
+    and a reader of its outputs."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(topic, partitions=4)
+    bucket = s3_server.create_bucket(topic)
+    job = FlinkStream(cluster, broker, s3_server, bucket, topic, endpoint_url)
+    return topic, bucket, job, Reader(broker, job.topics)
 
 
 @once_more_if_stalled
 def test_the_strict_stream_on_flink_archives_each_message_once_and_delivers_only_the_archived(
         flink_cluster, broker, s3_server):
-    topic = f"flink-{uuid.uuid4().hex[:8]}"
-    broker.create_topic(topic, partitions=4)
-    bucket = s3_server.create_bucket(f"flink-{uuid.uuid4().hex[:8]}")
     values = messages(200, "strict") + BAD_LINES[:3]
     with FaultProxy(s3_server.endpoint_url) as proxy:
         # every SMS object is refused for good: those messages must not be delivered
         proxy.s3_error(400, "InvalidRequest", "refused by the test", None, method="PUT", path=r"/Sms/")
-        job = FlinkStream(flink_cluster, broker, s3_server, bucket, topic, proxy.url)
-        reader = Reader(broker, job.topics)
+        topic, bucket, job, reader = new_stream("flink", flink_cluster, broker, s3_server, proxy.url)
         publish(broker, topic, values)
         job.start()
         try:
             until_outputs(reader, broker, job.topics, lambda seen: len(seen["outcomes"]) >= len(values), 240,
-                          f"{len(values)} outcomes")
+                          f"{len(values)} outcomes", flink_cluster)
             assert reader.until(
                 lambda seen: len(seen["deliveries"]) + len(seen["failures"]) >= len(values), 60)
             deadline = time.monotonic() + 60
@@ -216,26 +237,7 @@ def test_the_strict_stream_on_flink_archives_each_message_once_and_delivers_only
         finally:
             job.stop()
     assert [job["state"] for job in flink_jobs(flink_cluster) if job["jid"] == jid] == ["CANCELED"]
-    outcomes = reader.outcomes()
-    reader.close()
-    keys = [outcome_key(o) for o in outcomes]
-    assert len(keys) == len(set(keys)) == len(values)       # exactly one outcome each
-    by_id = {o["message_id"]: o for o in outcomes if o["status"] != "INVALID"}
-    archived = {k for k, o in by_id.items() if o["status"] == "ARCHIVED"}
-    failed = {k for k, o in by_id.items() if o["status"] == "FAILED"}
-    assert failed and all(by_id[k]["channel"] == "sms" for k in failed)
-    assert archived and all(by_id[k]["channel"] != "sms" for k in archived)
-    delivered = {m.key().decode(): m for m in reader.seen["deliveries"]}
-    assert len(delivered) == len(reader.seen["deliveries"])  # none twice
-    assert set(delivered) == archived
-    client = s3_server.boto3_client()
-    for message_id, message in delivered.items():
-        assert dict(message.headers())["archive_status"] == b"ARCHIVED"
-        key = by_id[message_id]["url"].split(bucket + "/", 1)[1]
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert hashlib.sha256(body).hexdigest() == by_id[message_id]["sha256"]
-    held = [dict(m.headers())["archive_status"] for m in reader.seen["failures"]]
-    assert sorted(held) == sorted([b"FAILED"] * len(failed) + [b"INVALID"] * 3)
+    assert_strict_outcomes(reader, s3_server, bucket, len(values), invalid=3)
 
 
 def delivered_ids(seen):
@@ -249,17 +251,14 @@ def outcome_ids(seen):
 @once_more_if_stalled
 def test_a_task_manager_killed_mid_stream_loses_nothing_and_delivers_nothing_unarchived(
         flink_cluster, broker, s3_server):
-    topic = f"flink-kill-{uuid.uuid4().hex[:8]}"
-    broker.create_topic(topic, partitions=4)
-    bucket = s3_server.create_bucket(f"flink-kill-{uuid.uuid4().hex[:8]}")
+    topic, bucket, job, reader = new_stream("flink-kill", flink_cluster, broker, s3_server)
     first, second = messages(200, "before"), messages(200, "after")
     wanted = {json.loads(v)["message_id"] for v in first + second}
-    job = FlinkStream(flink_cluster, broker, s3_server, bucket, topic)
-    reader = Reader(broker, job.topics)
     publish(broker, topic, first)
     job.start()
     try:
-        until_outputs(reader, broker, job.topics, lambda seen: len(seen["outcomes"]) >= 20, 240, "20 outcomes")
+        until_outputs(reader, broker, job.topics, lambda seen: len(seen["outcomes"]) >= 20, 240, "20 outcomes",
+                      flink_cluster)
         jid = running_job(flink_cluster)
         completed_checkpoints(flink_cluster, jid)  # one to restore from
         killed = time.monotonic()
@@ -302,11 +301,7 @@ def test_checkpoints_stay_the_same_size_idle_and_under_load(flink_cluster, broke
     """The Kafka reader checkpoints itself after every poll; each self-checkpoint's
     residual must leave the job's state when it is resumed (devservers.flink_sdf_patch),
     or every Flink checkpoint is larger than the last."""
-    topic = f"flink-size-{uuid.uuid4().hex[:8]}"
-    broker.create_topic(topic, partitions=4)
-    bucket = s3_server.create_bucket(f"flink-size-{uuid.uuid4().hex[:8]}")
-    job = FlinkStream(flink_cluster, broker, s3_server, bucket, topic)
-    reader = Reader(broker, job.topics)
+    topic, bucket, job, reader = new_stream("flink-size", flink_cluster, broker, s3_server)
     job.start()
     try:
         jid = running_job(flink_cluster)
@@ -318,7 +313,7 @@ def test_checkpoints_stay_the_same_size_idle_and_under_load(flink_cluster, broke
             publish(broker, topic, values[index:index + 30])
             time.sleep(0.2)
         until_outputs(reader, broker, job.topics, lambda seen: len(seen["outcomes"]) >= len(values), 120,
-                      f"{len(values)} outcomes")
+                      f"{len(values)} outcomes", flink_cluster)
         loaded = completed_checkpoints(flink_cluster, jid, at_least=idle["id"] + 2)["latest"]["completed"]
         time.sleep(10)
         after = checkpoints(flink_cluster, jid)["latest"]["completed"]

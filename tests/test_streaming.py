@@ -132,6 +132,32 @@ def committed_offsets(broker, group, topic):
     finally:
         consumer.close()
 
+def assert_strict_outcomes(reader, s3_server, bucket, count, invalid):
+    """After a strict stream with SMS refused: one outcome for each of `count` records,
+    SMS FAILED and the rest ARCHIVED (or INVALID), delivered exactly the ARCHIVED, each
+    delivery's object stored with its outcome's sha256, and the rest held with their status."""
+    outcomes = reader.outcomes()
+    reader.close()
+    keys = [outcome_key(o) for o in outcomes]
+    assert len(keys) == len(set(keys)) == count             # exactly one outcome each
+    by_id = {o["message_id"]: o for o in outcomes if o["status"] != "INVALID"}
+    archived = {k for k, o in by_id.items() if o["status"] == "ARCHIVED"}
+    failed = {k for k, o in by_id.items() if o["status"] == "FAILED"}
+    assert failed and all(by_id[k]["channel"] == "sms" for k in failed)
+    assert archived and all(by_id[k]["channel"] != "sms" for k in archived)
+    delivered = {m.key().decode(): m for m in reader.seen["deliveries"]}
+    assert len(delivered) == len(reader.seen["deliveries"])  # none twice
+    assert set(delivered) == archived
+    client = s3_server.boto3_client()
+    for message_id, message in delivered.items():
+        assert dict(message.headers())["archive_status"] == b"ARCHIVED"
+        key = by_id[message_id]["url"].split(bucket + "/", 1)[1]
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == by_id[message_id]["sha256"]
+        assert json.loads(message.value())["message_id"] == message_id  # the message as sent to us
+    held = [dict(m.headers())["archive_status"] for m in reader.seen["failures"]]
+    assert sorted(held) == sorted([b"FAILED"] * len(failed) + [b"INVALID"] * invalid)
+
 
 def test_strict_streaming_archives_every_message_and_delivers_only_the_archived(broker, s3_server):
     topic = f"outbound-{uuid.uuid4().hex[:8]}"
@@ -165,28 +191,7 @@ def test_strict_streaming_archives_every_message_and_delivers_only_the_archived(
             assert sum(committed.values()) > 0
         finally:
             job.stop()
-    outcomes = reader.outcomes()
-    reader.close()
-    keys = [outcome_key(o) for o in outcomes]
-    assert len(keys) == len(set(keys)) == len(values)       # exactly one outcome each
-    by_id = {o["message_id"]: o for o in outcomes if o["status"] != "INVALID"}
-    archived = {k for k, o in by_id.items() if o["status"] == "ARCHIVED"}
-    failed = {k for k, o in by_id.items() if o["status"] == "FAILED"}
-    assert failed and all(by_id[k]["channel"] == "sms" for k in failed)
-    assert archived and all(by_id[k]["channel"] != "sms" for k in archived)
-
-    delivered = {m.key().decode(): m for m in reader.seen["deliveries"]}
-    assert set(delivered) == archived
-    client = s3_server.boto3_client()
-    for message_id, message in delivered.items():
-        headers = dict(message.headers())
-        assert headers["archive_status"] == b"ARCHIVED"
-        key = by_id[message_id]["url"].split(bucket + "/", 1)[1]
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert hashlib.sha256(body).hexdigest() == by_id[message_id]["sha256"]
-        assert json.loads(message.value())["message_id"] == message_id  # the message as sent to us
-    held = [dict(m.headers())["archive_status"] for m in reader.seen["failures"]]
-    assert sorted(held) == sorted([b"FAILED"] * len(failed) + [b"INVALID"] * 3)
+    assert_strict_outcomes(reader, s3_server, bucket, len(values), invalid=3)
 
 
 def test_a_crash_mid_stream_loses_nothing_and_delivers_nothing_unarchived(broker, s3_server):
