@@ -149,10 +149,10 @@ class Stalled(AssertionError):
 def vertex_records(cluster):
     """Records in and out of each running job's vertices: where a stall stands."""
     try:
-        return [{v["name"][:60]: (v["metrics"]["read-records"], v["metrics"]["write-records"])
-                 for v in cluster.rest(f"/jobs/{job['jid']}")["vertices"]}
+        return [{v["name"][:60]: (v.get("metrics", {}).get("read-records"), v.get("metrics", {}).get("write-records"))
+                 for v in cluster.rest(f"/jobs/{job['jid']}").get("vertices", [])}
                 for job in flink_jobs(cluster, "RUNNING")]
-    except OSError as error:
+    except (OSError, ValueError) as error:  # a report must not hide the stall it reports
         return repr(error)
 
 
