@@ -458,3 +458,53 @@ def test_clevertap_cc_and_bcc_are_archived_as_given():
 def test_md5_hex_is_case_sensitive():
     # Downcasing is the profile's job; the braze token in its original case hashes differently.
     assert md5_hex("Test_Push_Token12345") != "32b802170652af2b5624b695f34de089"
+
+
+def _numbers_of_every_calling_code():
+    """Numbers of every calling code: each region's example
+    numbers of each type, each with its last digits changed, cut short and made
+    longer, and random digits of every length; seeded, so the corpus is the same
+    every run."""
+    import random
+
+    import phonenumbers
+    from phonenumbers import PhoneNumberType
+
+    rng = random.Random(20261203)
+    numbers = []
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        for region in regions:
+            for kind in vars(PhoneNumberType).values():
+                if not isinstance(kind, int):
+                    continue
+                example = phonenumbers.example_number_for_type(region, kind)
+                if example is None:
+                    continue
+                digits = phonenumbers.national_significant_number(example)
+                for _ in range(40):
+                    cut = rng.randint(1, 4)
+                    numbers.append(digits[:-cut] + "".join(rng.choice("0123456789") for _ in range(cut)))
+                numbers += [digits[:-1], digits + "5", digits + "55"]
+        for _ in range(2000 if len(regions) > 1 else 100):
+            numbers.append("".join(rng.choice("0123456789") for _ in range(rng.randint(2, 17))))
+        yield from (f"+{code}{digits}" for digits in numbers)
+        numbers = []
+
+
+def test_is_valid_number_agrees_with_libphonenumber_on_every_calling_code():
+    import phonenumbers
+
+    from archive.identity import is_valid_number
+
+    checked, valid, disagree = 0, 0, []
+    for text in _numbers_of_every_calling_code():
+        try:
+            number = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException:
+            continue
+        expected = phonenumbers.is_valid_number(number)
+        checked, valid = checked + 1, valid + expected
+        if is_valid_number(number) != expected:
+            disagree.append(text)
+    assert not disagree, disagree[:20]
+    assert checked > 100_000 and valid > 30_000  # a corpus with both verdicts in number
