@@ -383,47 +383,78 @@ def _check_types(record: Mapping[str, Any]) -> None:
         hidden = len(unknown) - len(named[:5])
         more = f"{' and ' if shown else ''}{hidden} unnamed" if hidden else ""
         raise InvalidMessage(f"unknown field(s) {shown}{more}", named[0] if named else None)
-    for name in _STRING_FIELDS:
-        _expect(record, name, str, "a string")
-    for name in _ID_FIELDS:
-        if _expect(record, name, (str, int), "a string or an integer"):
-            value = record[name]
-            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-                raise InvalidMessage(f"{name} must fit a signed 64-bit integer", name)
-    for name in _OBJECT_FIELDS:
-        _expect(record, name, dict, "an object")
-    for name in _STRING_LIST_FIELDS:
-        if _expect(record, name, list, "an array of strings"):
-            if not all(isinstance(v, str) for v in record[name]):
-                raise InvalidMessage(f"{name} must be an array of strings", name)
-    for name in _ADDRESS_LIST_FIELDS:
-        if _expect(record, name, (list, str), "an array of strings or a string"):
-            value = record[name]
-            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-                raise InvalidMessage(f"{name} must be an array of strings", name)
-    if _expect(record, "attachments", list, "an array of objects"):
-        for item in record["attachments"]:
-            if not isinstance(item, dict):
-                raise InvalidMessage("attachments must be an array of objects", "attachments")
-            if not isinstance(item.get("file_name"), str) or not isinstance(item.get("bytes"), str):
-                raise InvalidMessage(
-                    "each attachment needs a string 'file_name' and string 'bytes'", "attachments")
-    _expect(record, "sent_at", (int, float, str), "epoch seconds, epoch milliseconds or an ISO-8601 string")
-    for name in ("batch_date", "batch_id"):
-        if _expect(record, name, (str, int), "a date as yyyymmdd"):
-            _batch_date(record[name], name)
-    _expect(record, "version", int, "an integer")
+    # Only the fields present are checked (a record has a dozen of the forty),
+    # in one fixed order, so a record with several wrong fields names the same one.
+    for name in sorted(_TYPE_CHECKS.keys() & record.keys(), key=_TYPE_ORDER.__getitem__):
+        value = record[name]
+        if value is not None:
+            _TYPE_CHECKS[name](name, value)
 
 
-def _expect(record: Mapping[str, Any], name: str, types, what: str) -> bool:
-    """True when the field is present and not null; raises on a wrong type."""
-    value = record.get(name)
-    if value is None:
-        return False
+def _require(name: str, value: Any, types, what: str) -> None:
     # bool is an int subclass in Python but never a valid id or timestamp here.
     if isinstance(value, bool) or not isinstance(value, types):
         raise InvalidMessage(f"{name} must be {what}, not {_json_type(value)}", name)
-    return True
+
+
+def _check_string(name: str, value: Any) -> None:
+    _require(name, value, str, "a string")
+
+
+def _check_id(name: str, value: Any) -> None:
+    _require(name, value, (str, int), "a string or an integer")
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidMessage(f"{name} must fit a signed 64-bit integer", name)
+
+
+def _check_object(name: str, value: Any) -> None:
+    _require(name, value, dict, "an object")
+
+
+def _check_string_list(name: str, value: Any) -> None:
+    _require(name, value, list, "an array of strings")
+    if not all(isinstance(v, str) for v in value):
+        raise InvalidMessage(f"{name} must be an array of strings", name)
+
+
+def _check_address_list(name: str, value: Any) -> None:
+    _require(name, value, (list, str), "an array of strings or a string")
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        raise InvalidMessage(f"{name} must be an array of strings", name)
+
+
+def _check_attachments(name: str, value: Any) -> None:
+    _require(name, value, list, "an array of objects")
+    for item in value:
+        if not isinstance(item, dict):
+            raise InvalidMessage("attachments must be an array of objects", "attachments")
+        if not isinstance(item.get("file_name"), str) or not isinstance(item.get("bytes"), str):
+            raise InvalidMessage("each attachment needs a string 'file_name' and string 'bytes'", "attachments")
+
+
+def _check_sent_at(name: str, value: Any) -> None:
+    _require(name, value, (int, float, str), "epoch seconds, epoch milliseconds or an ISO-8601 string")
+
+
+def _check_batch_date(name: str, value: Any) -> None:
+    _require(name, value, (str, int), "a date as yyyymmdd")
+    _batch_date(value, name)
+
+
+def _check_version(name: str, value: Any) -> None:
+    _require(name, value, int, "an integer")
+
+
+_TYPE_CHECKS = {
+    **{name: _check_string for name in _STRING_FIELDS},
+    **{name: _check_id for name in _ID_FIELDS},
+    **{name: _check_object for name in _OBJECT_FIELDS},
+    **{name: _check_string_list for name in _STRING_LIST_FIELDS},
+    **{name: _check_address_list for name in _ADDRESS_LIST_FIELDS},
+    "attachments": _check_attachments, "sent_at": _check_sent_at,
+    "batch_date": _check_batch_date, "batch_id": _check_batch_date, "version": _check_version,
+}
+_TYPE_ORDER = {name: index for index, name in enumerate(_TYPE_CHECKS)}
 
 
 def _json_type(value: Any) -> str:

@@ -147,6 +147,11 @@ BAD = [
                  None, id="push-token-as-field-name"),
     pytest.param(b'{"channel":"push","Test_Push_Token12345":1e400}', "a field holds a number beyond", None,
                  None, id="push-token-as-field-name-with-bad-value"),
+    # several wrong fields, in any order: the first in the envelope's order is named
+    pytest.param(b'{"channel":"push","version":"1","extras":[],"user_id":true,"to":5}',
+                 "to must be a string, not a number", "to", None, id="several-wrong-names-to"),
+    pytest.param(b'{"channel":"push","batch_id":"x","attachments":{},"media_urls":"a","headers":1}',
+                 "headers must be an object, not a number", "headers", None, id="several-wrong-names-headers"),
     pytest.param(b'{"channel":"sms","to":15555555555}', "to must be a string, not a number", "to", None,
                  id="to-number"),
     pytest.param(b'{"channel":"sms","body":["a"]}', "body must be a string, not an array", "body", None,
