@@ -23,6 +23,7 @@ def test_every_scenario_runs_at_smoke_size(tmp_path, capsys):
             assert result[variant]["messages"] == result[variant]["objects"] == 150
             assert result[variant]["messages_per_second"] > 0 and result[variant]["peak_rss_mb"] > 0
             assert result[variant]["steady_messages_per_second"] > 0
+        assert result["prepare_us_per_message"] > 0
         assert {"pipeline_vs_floor", "pipeline_vs_floor_steady", "pipeline_vs_naive",
                 "pipeline_vs_naive_steady", "two_floors_vs_floor_steady"} <= set(result["ratios"])
 
