@@ -113,7 +113,8 @@ def _desc_pattern(desc, length: int) -> str | None:
 def _region_tests(country_code: int, length: int) -> tuple | None:
     """Per region of the calling code, in libphonenumber's order: its leading
     digits (a number they match is that region's), or its general and any-type
-    patterns for numbers of this length. None: ask libphonenumber itself."""
+    patterns for numbers of this length and the verdict on a number they match.
+    None: ask libphonenumber itself."""
     from phonenumbers import PhoneMetadata
 
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
@@ -122,17 +123,19 @@ def _region_tests(country_code: int, length: int) -> tuple | None:
     tests = []
     for region in regions:
         metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
-        if metadata is None or metadata.country_code != country_code:
+        if metadata is None:
             continue
         if metadata.leading_digits is not None and len(regions) > 1:
-            tests.append((region, re.compile(metadata.leading_digits), None, None))
+            tests.append((region, re.compile(metadata.leading_digits), None, None, None))
             continue
         general = _desc_pattern(metadata.general_desc, length)
         names = [n for n in _TYPE_DESCS if not (n == "mobile" and metadata.same_mobile_and_fixed_line_pattern)]
         types = [p for p in (_desc_pattern(getattr(metadata, n), length) for n in names) if p is not None]
         if general is None or not types:
             continue  # no number of this length is of any type here
-        tests.append((region, None, re.compile(general), re.compile("|".join(f"(?:{p})" for p in types))))
+        # a region whose metadata names another calling code is picked, then found invalid
+        tests.append((region, None, re.compile(general), re.compile("|".join(f"(?:{p})" for p in types)),
+                      metadata.country_code == country_code))
     return tuple(tests)
 
 
@@ -145,12 +148,12 @@ def is_valid_number(number) -> bool:
         tests = _REGION_TESTS[key] = _region_tests(*key)
     if tests is None:
         return phonenumbers.is_valid_number(number)
-    for region, leading, general, types in tests:
+    for region, leading, general, types, valid_here in tests:
         if leading is not None:
             if leading.match(national):
                 return phonenumbers.is_valid_number_for_region(number, region)
         elif general.fullmatch(national) and types.fullmatch(national):
-            return True
+            return valid_here
     return False
 
 
