@@ -20,6 +20,8 @@ setup(
         "s3fs>=2024.6",
         "adlfs>=2024.4",
         "gcsfs>=2024.6",
+        # the direct S3/Azure write path (archive.direct reads its error text: pinned to a minor)
+        "obstore>=0.12.1,<0.13",
         "lz4>=4.3",
         "zstandard>=0.22",
         "pyarrow>=14",

@@ -12,6 +12,13 @@ Each write follows the retry policy, passes the destination's circuit breaker,
 and ends in one `WriteResult`, never an exception. How a write carries
 metadata and compliance options to each cloud is in `archive.backends`.
 
+On S3 and Azure the write itself goes, where the destination allows, straight
+through obstore (`archive.direct`, a Rust client: a fifth of s3fs' CPU per
+object), awaited on the same I/O loop; the rest (Object Lock, GCS, options
+obstore lacks) goes through the fsspec filesystem. Each store logs which and
+why. The breaker, the retry policy and the conditional create are the same on
+both paths.
+
 Writes create, they do not overwrite (unless `overwrite`): a conditional PUT
 (S3 If-None-Match, GCS ifGenerationMatch=0, Azure without overwrite, a hard
 link on local disk) refuses a key that already holds an object; the store
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import os
 import random
 import threading
@@ -35,14 +43,16 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import fsspec
+import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 
-from archive import backends
+from archive import backends, direct
 from archive.breaker import CircuitBreaker, CircuitOpen, OutageClock
 from archive.errors import TRANSIENT, ErrorClass, classify, describe
 from archive.retry import RetryPolicy
 from archive.tenants import Destination, check_transport, redact_url
 
+_LOG = logging.getLogger(__name__)
 _KNOWN_FOLDERS = 65536  # a long backfill makes millions of folders: remember a bounded few
 
 
@@ -60,6 +70,7 @@ class StoreSpec:
     retry: RetryPolicy = RetryPolicy()
     breaker_cooldown: float = 30.0     # seconds a destination that refused our credentials rests
     overwrite: bool = False            # replace an existing object with other bytes (else CONFLICT)
+    client: str = "auto"               # auto | direct | fsspec: see archive.direct
 
     def resolved(self) -> Destination:
         if isinstance(self.destination, Destination):
@@ -68,7 +79,8 @@ class StoreSpec:
 
     def for_destination(self, destination: Destination) -> "StoreSpec":
         """The same write settings for another destination."""
-        return StoreSpec(destination, {}, self.max_in_flight, self.retry, self.breaker_cooldown, self.overwrite)
+        return StoreSpec(destination, {}, self.max_in_flight, self.retry, self.breaker_cooldown, self.overwrite,
+                         self.client)
 
     def open(self) -> "ObjectStore":
         return ObjectStore(self)
@@ -110,11 +122,12 @@ class ObjectStore:
         backends.check_client_transport(self.fs, self.destination, where)
         self.root = self.root.rstrip("/")
         self.backend = backends.for_filesystem(self.fs, self.destination)
+        self.direct = _open_direct(self.destination, spec.client, where)
         self.breaker = CircuitBreaker(spec.breaker_cooldown)
         self.outage = OutageClock()
         self._local = isinstance(self.fs, LocalFileSystem)
-        self._async = bool(getattr(self.fs, "async_impl", False))
-        self._loop = self.fs.loop if self._async else None
+        self._async = self.direct is not None or bool(getattr(self.fs, "async_impl", False))
+        self._loop = (fsspec.asyn.get_loop() if self.direct is not None else self.fs.loop) if self._async else None
         self._pool = None if self._async or self._local else concurrent.futures.ThreadPoolExecutor(
             max_workers=min(spec.max_in_flight, 16), thread_name_prefix="archive-store")
         self._slots = threading.BoundedSemaphore(spec.max_in_flight)
@@ -195,9 +208,14 @@ class ObjectStore:
         while True:
             try:
                 try:
-                    await self.backend.put(self.fs, path, data, metadata, create_only=not self.spec.overwrite)
+                    if self.direct is not None:
+                        await self.direct.put(key, data, metadata, create_only=not self.spec.overwrite)
+                    else:
+                        await self.backend.put(self.fs, path, data, metadata, create_only=not self.spec.overwrite)
                 except FileExistsError:
-                    return attempt.found(await self.fs._cat_file(path), data)
+                    existing = (await self.direct.cat(key) if self.direct is not None
+                                else await self.fs._cat_file(path))
+                    return attempt.found(existing, data)
                 return attempt.succeeded()
             except asyncio.CancelledError:
                 attempt.abandoned()
@@ -268,6 +286,18 @@ class ObjectStore:
             _unlink(temporary)
             raise
         os.unlink(temporary)
+
+
+def _open_direct(destination: Destination, client: str, where: str):
+    """obstore's writer where it can honour the destination, else None (the
+    fsspec path); the choice and its reason go to the log."""
+    try:
+        chosen = direct.plan(destination, client)
+    except direct.NotDirect as why:
+        _LOG.info("%s: writes through fsspec (%s)", where, why)
+        return None
+    _LOG.info("%s: writes through obstore directly", where)
+    return chosen.open()
 
 
 def _unlink(path: str) -> None:

@@ -1,7 +1,9 @@
 """Archiving into real object stores: moto (S3), Azurite (Blob) and fake-gcs-server (GCS).
 
-Each server runs on 127.0.0.1 (devservers/); the pipeline writes through s3fs,
-adlfs and gcsfs, and every object is read back with the cloud's own SDK
+Each server runs on 127.0.0.1 (devservers/); every test runs twice, once with
+the store client chosen as by default (`auto`: obstore directly on S3 and
+Azure wherever the destination allows, archive.direct) and once through fsspec
+(s3fs, adlfs, gcsfs), and every object is read back with the cloud's own SDK
 (boto3, azure-storage-blob, google-cloud-storage) to check bytes, checksum and
 metadata.
 """
@@ -10,6 +12,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import logging
 import uuid
 
 import lz4.frame
@@ -80,13 +83,32 @@ def cloud(request):
     return Cloud(request.param, request.getfixturevalue(fixture))
 
 
+@pytest.fixture(autouse=True, params=["auto", "fsspec"])
+def store_client(request, caplog):
+    """Which store client the test's runs use; with `auto`, S3 and Azure writes must
+    have gone through obstore unless the destination asked for what it cannot do."""
+    global _CLIENT
+    _CLIENT = request.param
+    caplog.set_level(logging.INFO, logger="archive.store")
+    yield request.param
+    _CLIENT = None
+
+
+_CLIENT = None
+
+
+def client_log(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "archive.store" and "writes through" in r.getMessage()]
+
+
 def backfill(tmp_path, records, *args):
     source = tmp_path / f"in-{uuid.uuid4().hex[:6]}.jsonl"
     source.write_bytes(b"\n".join(json.dumps(r).encode() for r in records) + b"\n")
     outcomes = tmp_path / f"outcomes-{uuid.uuid4().hex[:6]}"
     code = run.main(["--input", str(source), "--outcomes", str(outcomes),
                      "--dead_letters", str(tmp_path / "dead"), "--summary", "false",
-                     "--retry_base_delay", "0.01", "--retry_max_delay", "0.05", *args])
+                     "--retry_base_delay", "0.01", "--retry_max_delay", "0.05",
+                     *(("--store_client", _CLIENT) if _CLIENT else ()), *args])
     return code, read_outcomes(outcomes)
 
 
@@ -98,11 +120,14 @@ DECOMPRESS = {"lz4": lz4.frame.decompress, "gzip": gzip.decompress}
     ("braze", braze_records, "gzip", "application/gzip"),
 ])
 def test_every_channel_lands_byte_exact_with_its_metadata(cloud, tmp_path, profile, records, codec,
-                                                          media_type):
+                                                          media_type, store_client, caplog):
     bucket = cloud.create(unique("archive"))
     code, outcomes = backfill(tmp_path, records(), "--profile", profile, "--destination", cloud.url(bucket),
                               "--storage_options", json.dumps(cloud.options()))
     assert code == 0, outcomes
+    direct = store_client == "auto" and cloud.name in ("s3", "azure")
+    chosen = client_log(caplog)
+    assert chosen and all(("through obstore directly" in line) == direct for line in chosen), chosen
     assert [o["status"] for o in outcomes] == ["ARCHIVED"] * len(records())
     assert {o["channel"] for o in outcomes} == {json.loads(json.dumps(r))["channel"].lower()
                                                 .replace("android_push", "push") for r in records()}
