@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import logging
 import os
 import random
@@ -130,7 +129,11 @@ class ObjectStore:
         self._loop = (fsspec.asyn.get_loop() if self.direct is not None else self.fs.loop) if self._async else None
         self._pool = None if self._async or self._local else concurrent.futures.ThreadPoolExecutor(
             max_workers=min(spec.max_in_flight, 16), thread_name_prefix="archive-store")
-        self._slots = threading.BoundedSemaphore(spec.max_in_flight)
+        # One lock for every write's slot and end: a write's end costs one acquire, not a
+        # concurrent.futures.Future (with its own Condition) and a semaphore release.
+        self._settled = threading.Condition(threading.Lock())
+        self._in_flight = 0   # writes started and not yet ended
+        self._waiting = 0     # threads waiting for a slot or for a result
         self._dirs: set[str] = set()  # local folders known to exist
         self._rng = random.Random()
 
@@ -143,26 +146,35 @@ class ObjectStore:
     def url(self, key: str) -> str:
         return self.fs.unstrip_protocol(f"{self.root}/{key}")
 
-    def submit(self, key: str, data: bytes, metadata: ObjectMetadata = ObjectMetadata()
-               ) -> concurrent.futures.Future:
+    def submit(self, key: str, data: bytes, metadata: ObjectMetadata = ObjectMetadata()) -> "WriteFuture":
         """Start writing `data` at `key`; the future resolves to a WriteResult."""
         return self.submit_many([(key, data, metadata)])[0]
 
-    def submit_many(self, writes: Sequence[tuple[str, bytes, ObjectMetadata]]
-                    ) -> list[concurrent.futures.Future]:
+    def submit_many(self, writes: Sequence[tuple[str, bytes, ObjectMetadata]]) -> list["WriteFuture"]:
         """Start each (key, data, metadata) write; one future (of a WriteResult) each,
         in order. On an async backend a batch costs one wake-up of the I/O loop.
         Blocks while `max_in_flight` writes are pending, having first started
         those of the batch that already have their slot."""
-        futures: list[concurrent.futures.Future] = []
-        ready: list[tuple[tuple[str, bytes, ObjectMetadata], concurrent.futures.Future]] = []
+        futures: list[WriteFuture] = []
+        ready: list[tuple[tuple[str, bytes, ObjectMetadata], WriteFuture]] = []
+        limit, settled = self.spec.max_in_flight, self._settled
         for write in writes:
-            if not self._slots.acquire(blocking=False):
+            with settled:
+                free = self._in_flight < limit
+                if free:
+                    self._in_flight += 1
+            if not free:
                 self._start(ready)  # these hold slots: they must run for any to free
                 ready = []
-                self._slots.acquire()
-            future = concurrent.futures.Future()
-            future.add_done_callback(self._release_slot)
+                with settled:
+                    self._waiting += 1
+                    try:
+                        while self._in_flight >= limit:
+                            settled.wait()
+                    finally:
+                        self._waiting -= 1
+                    self._in_flight += 1
+            future = WriteFuture(self)
             futures.append(future)
             ready.append((write, future))
         self._start(ready)
@@ -175,19 +187,57 @@ class ObjectStore:
             self._loop.call_soon_threadsafe(self._start_tasks, ready)
         elif self._local:
             for (key, data, _), future in ready:
-                future.set_result(self._write_sync(key, data))
+                self._settle(future, self._write_sync(key, data))
         else:
             for (key, data, _), future in ready:
-                self._pool.submit(_resolve, future, self._write_sync, key, data)
-
-    def _release_slot(self, _future) -> None:
-        self._slots.release()
+                self._pool.submit(self._write_settled_sync, future, key, data)
 
     def _start_tasks(self, ready) -> None:
         """On the I/O loop: one task per write, each settling its caller's future."""
+        create_task = self._loop.create_task
         for (key, data, metadata), future in ready:
-            task = self._loop.create_task(self._write(key, data, metadata))
-            task.add_done_callback(functools.partial(_settle, future))
+            create_task(self._write_settled(future, key, data, metadata))
+
+    async def _write_settled(self, future: "WriteFuture", key: str, data: bytes, metadata: ObjectMetadata) -> None:
+        try:
+            result = await self._write(key, data, metadata)
+        except BaseException as exc:  # _write returns results; a cancellation, or a bug's last resort
+            self._settle(future, error=exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._settle(future, result)
+
+    def _write_settled_sync(self, future: "WriteFuture", key: str, data: bytes) -> None:
+        try:
+            result = self._write_sync(key, data)
+        except BaseException as exc:  # _write_sync returns results; this is a bug's last resort
+            self._settle(future, error=exc)
+            return
+        self._settle(future, result)
+
+    def _settle(self, future: "WriteFuture", result: WriteResult | None = None,
+                error: BaseException | None = None) -> None:
+        """From any thread: the write's end frees its slot and wakes whoever waits."""
+        future._result, future._error = result, error
+        future._done = True
+        with self._settled:
+            self._in_flight -= 1
+            if self._waiting:
+                self._settled.notify_all()
+
+    def _wait(self, future: "WriteFuture", timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._settled:
+            self._waiting += 1
+            try:
+                while not future._done:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("the write has not ended")
+                    self._settled.wait(remaining)
+            finally:
+                self._waiting -= 1
 
     def write(self, key: str, data: bytes, metadata: ObjectMetadata = ObjectMetadata()) -> WriteResult:
         """Write and wait for the result."""
@@ -385,20 +435,28 @@ class OutageTooLong(Exception):
         self.__cause__ = last
 
 
-def _settle(future: concurrent.futures.Future, task: asyncio.Task) -> None:
-    if task.cancelled():
-        future.cancel()
-    elif task.exception() is not None:
-        future.set_exception(task.exception())
-    else:
-        future.set_result(task.result())
+class WriteFuture:
+    """One write's result: set once, on the I/O loop or a pool thread, and read in the
+    caller's thread with `done()` and `result(timeout)`, as on a concurrent.futures
+    Future, without making a Condition for each write."""
 
+    __slots__ = ("_store", "_result", "_error", "_done")
 
-def _resolve(future: concurrent.futures.Future, write, *args) -> None:
-    try:
-        future.set_result(write(*args))
-    except BaseException as exc:  # _write_sync returns results; this is a bug's last resort
-        future.set_exception(exc)
+    def __init__(self, store: ObjectStore):
+        self._store = store
+        self._result: WriteResult | None = None
+        self._error: BaseException | None = None
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def result(self, timeout: float | None = None) -> WriteResult:
+        if not self._done:
+            self._store._wait(self, timeout)
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def _ms_since(started: float) -> float:
