@@ -102,6 +102,23 @@ def median_run(runs: list[Run]) -> dict:
     return chosen
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants so far."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in tree:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class ProcessTreeSampler:
     """Samples a process and its descendants: resident memory (peak and a series)
     and CPU time (of every process seen, kept after it exits)."""

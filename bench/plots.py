@@ -8,9 +8,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 VARIANTS = ("pipeline", "floor", "two_floors", "naive")
-COLORS = {"pipeline": "#2a7ab0", "floor": "#7a7a7a", "two_floors": "#b5b5b5", "naive": "#c8553d"}
+COLORS = {"pipeline": "#2a7ab0", "floor": "#7a7a7a", "two_floors": "#b5b5b5", "naive": "#c8553d",
+          "pipeline_fsspec": "#8cb8d8", "floor_aiobotocore": "#b5b5b5"}
 LABELS = {"a": {"floor": "floor (1 process)", "two_floors": "two floors side by side"},
-          "b": {"floor": "raw PUT loop"}}
+          "b": {"floor": "raw PUT loop (obstore)", "pipeline_fsspec": "pipeline, fsspec path",
+                "floor_aiobotocore": "raw PUT loop (aiobotocore)"}}
 
 
 def plot(report: dict, path: str) -> str:
@@ -67,10 +69,19 @@ def latency_panels(report: dict, path: str) -> str:
     latency against offered rate; memory over time."""
     figure, (bars, timeline, load, memory) = plt.subplots(1, 4, figsize=(15, 4), dpi=110)
     latency = report["latency_ms"]
+    floor = report.get("floor")
     names = [k for k in ("p50", "p95", "p99", "max") if latency.get(k) is not None]
-    bars.bar(names, [latency[k] for k in names], color=COLORS["pipeline"])
-    for name in names:
-        bars.annotate(f"{latency[name]:,.0f}", (name, latency[name]), ha="center", va="bottom", fontsize=8)
+    width = 0.4 if floor else 0.8
+    systems = [("pipeline", latency, 0.0)] + ([("floor", floor["latency_ms"], width)] if floor else [])
+    for system, values, shift in systems:
+        places = [i + shift for i in range(len(names))]
+        bars.bar(places, [values[k] or 0 for k in names], width=width, label=system,
+                 color=COLORS.get(system, "#7a7a7a"))
+        for place, name in zip(places, names):
+            bars.annotate(f"{values[name] or 0:,.0f}", (place, values[name] or 0), ha="center", va="bottom",
+                          fontsize=7)
+    bars.set_xticks([i + (width / 2 if floor else 0) for i in range(len(names))], names)
+    bars.set_yscale("log")
     bars.axhline(250, color="#c8553d", linestyle="--", linewidth=1, label="p99 target 250 ms")
     bars.set_ylabel("publish to delivery (ms)")
     bars.set_title(f"{report['offered_rate']:,.0f} msgs/s offered: {report['delivered']:,} delivered, "
@@ -84,9 +95,18 @@ def latency_panels(report: dict, path: str) -> str:
     timeline.set_ylabel("ms")
     timeline.set_title("latency through the run", fontsize=9)
     timeline.legend(frameon=False, fontsize=8)
-    points = sorted(report.get("sweep", []) + [report], key=lambda p: p["offered_rate"])
-    for key in ("p50", "p99"):
-        load.plot([p["offered_rate"] for p in points], [p["latency_ms"][key] for p in points], marker="o", label=key)
+    series = [("pipeline", report.get("sweep") or [report], report.get("max_sustained_rate"))]
+    if floor:
+        series.append(("floor", floor.get("sweep") or [floor], report.get("floor_max_sustained_rate")))
+    for system, points, best in series:
+        points = sorted(points, key=lambda p: p["offered_rate"])
+        for key, style in (("p50", "--"), ("p99", "-")):
+            load.plot([p["offered_rate"] for p in points], [p["latency_ms"][key] or 0 for p in points],
+                      style, marker="o", color=COLORS.get(system, "#7a7a7a"), label=f"{system} {key}")
+        if best:
+            load.axvline(best, color=COLORS.get(system, "#7a7a7a"), linestyle=":", linewidth=1)
+            load.annotate(f"{system} sustains {best:,.0f}/s", (best, 250), fontsize=7, rotation=90,
+                          va="bottom", ha="right")
     load.axhline(250, color="#c8553d", linestyle="--", linewidth=1)
     load.set_yscale("log")
     load.set_xlabel("offered messages per second")

@@ -1,12 +1,14 @@
 """The floor of scenario b: a raw concurrent PUT loop, nothing but the requests.
 
     python -m bench.putloop INPUT_FOLDER s3://BUCKET STORAGE_OPTIONS_JSON [--processes 2] [--in-flight 64]
+                            [--client obstore|aiobotocore]
 
 Each process first prepares its share of the messages (every `processes`-th
-line, untimed), then PUTs them with aiobotocore, the client s3fs drives, at
-`in-flight` requests at once: the same PutObject (key, bytes, Content-Type,
-metadata, checksum) that the pipeline sends, with the same client settings
-(no SDK retries, a connection per request in flight). Its rate is the
+line, untimed), then PUTs them at `in-flight` requests at once, with the
+client the pipeline uses: obstore (the default; the store's direct path, built
+by `archive.direct` from the same options, so the same PUT: key, bytes,
+Content-Type, metadata, checksum, If-None-Match, no client retries) or
+aiobotocore (the client s3fs drives, for the fsspec path). Its rate is the
 store's and the client's ceiling at that concurrency. It prints one line,
 `BENCH {"put_seconds": ...}`: the longest process's PUT phase.
 """
@@ -60,10 +62,25 @@ async def put_all(requests: list, bucket: str, storage_options: dict, in_flight:
         return time.monotonic() - started
 
 
+async def put_all_obstore(requests: list, bucket: str, storage_options: dict, in_flight: int) -> float:
+    from archive import direct
+
+    backend = direct.plan(Destination(f"s3://{bucket}", storage_options), "direct").open()
+    queue = iter(requests)
+
+    async def worker():
+        for request in queue:
+            await backend.put(request.key, request.data, request.metadata, create_only=True)
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return time.monotonic() - started
+
+
 def _one_process(args, share: int) -> float:
     requests = prepared(args.source, share, args.processes)
     bucket = args.destination.removeprefix("s3://").strip("/")
-    return asyncio.run(put_all(requests, bucket, json.loads(args.storage_options), args.in_flight))
+    put = put_all_obstore if args.client == "obstore" else put_all
+    return asyncio.run(put(requests, bucket, json.loads(args.storage_options), args.in_flight))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("storage_options", help="s3fs storage options (JSON): key, secret, client_kwargs")
     parser.add_argument("--processes", type=int, default=2, help="processes, each with its share (default 2)")
     parser.add_argument("--in-flight", type=int, default=64, help="requests in flight per process (default 64)")
+    parser.add_argument("--client", choices=("obstore", "aiobotocore"), default="obstore",
+                        help="the S3 client (default obstore, the pipeline's direct path)")
     args = parser.parse_args(argv)
     seconds = in_processes(_one_process, [(args, share) for share in range(args.processes)])
     print("BENCH " + json.dumps({"put_seconds": round(max(seconds), 3)}))

@@ -30,6 +30,7 @@ def test_every_scenario_runs_at_smoke_size(tmp_path, capsys):
     store = json.loads((tmp_path / "store_latency.json").read_text())
     result = store["mixes"]["sms"]
     assert result["pipeline"]["objects"] == result["floor"]["objects"] == 200
+    assert result["pipeline_fsspec"]["objects"] == result["floor_aiobotocore"]["objects"] == 200
     assert result["naive"]["objects"] == 20
     assert store["settings"]["latency_ms"] == 20
 
@@ -37,6 +38,10 @@ def test_every_scenario_runs_at_smoke_size(tmp_path, capsys):
     assert streaming["published"] == 300
     assert streaming["delivered"] == 300 and streaming["lost"] == 0 and streaming["held"] == 0
     assert streaming["latency_ms"]["p99"] > 0 and streaming["rss_mb"]
+    floor = streaming["floor"]
+    assert floor["published"] == floor["delivered"] == 300 and floor["lost"] == 0 and floor["held"] == 0
+    assert streaming["cpu_ms_per_message"] > 0 and floor["cpu_ms_per_message"] > 0
+    assert {"max_sustained_rate", "floor_max_sustained_rate"} <= set(streaming)
 
     for name in ("backfill", "store_latency", "streaming"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == PNG
