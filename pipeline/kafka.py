@@ -22,6 +22,7 @@ good; waiting holds it, and it goes on by itself once the broker is back.)
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Callable, Iterable, NamedTuple, TypeVar
 
@@ -161,6 +162,9 @@ class _PartitionRestrictions(RestrictionProvider):
         return None  # on drain, stop reading
 
 
+_READERS: dict[tuple, list] = {}   # reader config -> [DoFn instances set up, {(topic, partition): entry}]
+
+
 class _ReadPartitionFn(beam.DoFn):
     def __init__(self, config: dict, max_records: int, poll_seconds: float):
         self._config = config
@@ -169,23 +173,41 @@ class _ReadPartitionFn(beam.DoFn):
         self._records = Metrics.counter("kafka", "records_read")
 
     def setup(self):
-        self._consumers = {}
+        # One consumer per partition in the process, whichever DoFn instance (the runner
+        # makes one per concurrent bundle) reads it next: a partition's restriction is
+        # processed by one bundle at a time, and the entry remembers where it stands.
+        self._key = _config_key(self._config)
+        with _SHARED_LOCK:
+            shared = _READERS.setdefault(self._key, [0, {}])
+            shared[0] += 1
+        self._consumers = shared[1]
 
     def teardown(self):
-        for consumer, _ in self._consumers.values():
+        with _SHARED_LOCK:
+            shared = _READERS.get(getattr(self, "_key", None))
+            if shared is None:
+                return
+            shared[0] -= 1
+            if shared[0] > 0:
+                return
+            del _READERS[self._key]
+        for consumer, _ in shared[1].values():
             consumer.close()
 
     def _consumer(self, topic: str, partition: int, offset: int):
         from confluent_kafka import Consumer, TopicPartition
 
         key = (topic, partition)
-        entry = self._consumers.get(key)
-        if entry is None:
-            consumer = Consumer({**self._config, "group.id": self._config["group.id"] + ".reader"})
-            consumer.assign([TopicPartition(topic, partition, offset)])
-            self._consumers[key] = entry = [consumer, offset]
-        elif entry[1] != offset:
+        with _SHARED_LOCK:
+            entry = self._consumers.get(key)
+            if entry is None:
+                consumer = Consumer({**self._config, "group.id": self._config["group.id"] + ".reader"})
+                consumer.assign([TopicPartition(topic, partition, offset)])
+                self._consumers[key] = entry = [consumer, offset]
+                return entry
+        if entry[1] != offset:
             entry[0].seek(TopicPartition(topic, partition, offset))
+            entry[1] = offset
         return entry
 
     @beam.DoFn.unbounded_per_element()
@@ -226,10 +248,49 @@ class _ReadPartitionFn(beam.DoFn):
         tracker.defer_remainder(Duration.of(0 if records else self._poll_seconds))
 
 
+_SHARED_LOCK = threading.Lock()
+_PRODUCERS: dict[tuple, list] = {}   # config -> [producer, sinks holding it]
+
+
+def _config_key(config: dict) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in config.items()))
+
+
+def shared_producer(config: dict):
+    """One producer per configuration in the process, for every sink and bundle: each
+    client has its own librdkafka threads and broker connections, and a runner makes
+    a DoFn instance per concurrent bundle (on Prism the job had 20 Kafka clients,
+    costing the broker and the harness more CPU than the archiving did).
+    Each caller gives it back with `release_producer`; the last one closes it."""
+    from confluent_kafka import Producer
+
+    with _SHARED_LOCK:
+        entry = _PRODUCERS.get(_config_key(config))
+        if entry is None:
+            entry = _PRODUCERS[_config_key(config)] = [Producer(config), 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def release_producer(config: dict) -> None:
+    with _SHARED_LOCK:
+        entry = _PRODUCERS.get(_config_key(config))
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _PRODUCERS[_config_key(config)]
+    entry[0].flush(5)  # whatever is left was never flushed by its sink: a last try, not a promise
+
+
 class KafkaTopicSink:
-    """Produces records to one topic (acks=all, idempotent); `flush` returns once
-    every record is acknowledged, waiting as long as the broker is away, or
-    raises when the broker refused a record."""
+    """Produces records to one topic (acks=all, idempotent) through the process's
+    shared producer; `flush` returns once every record this sink added is
+    acknowledged, waiting as long as the broker is away, or raises when the broker
+    refused one."""
+
+    _WARN_EVERY_S = 60.0
 
     def __init__(self, bootstrap_servers: str, topic: str, producer_config: dict | None = None):
         self.topic = topic
@@ -238,12 +299,13 @@ class KafkaTopicSink:
                         "enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": 0,
                         **(producer_config or {})}
         self._producer = None
+        self._produced = 0
+        self._acked: list = []    # one entry per acknowledgement: list.append is atomic, from any thread
         self._errors: list = []
 
     def add(self, key: bytes | None, value: bytes, headers: list | None = None) -> None:
         if self._producer is None:
-            from confluent_kafka import Producer
-            self._producer = Producer(self._config)
+            self._producer = shared_producer(self._config)
         while True:
             try:
                 self._producer.produce(self.topic, value=value, key=key, headers=headers or [],
@@ -251,24 +313,39 @@ class KafkaTopicSink:
                 break
             except BufferError:  # local queue full: let it drain
                 self._producer.poll(0.1)
-        self._producer.poll(0)
+        self._produced += 1
+        if self._produced % 64 == 0:  # acknowledgements are served in flush; each poll drops the GIL
+            self._producer.poll(0)
 
-    def _delivered(self, error, _message):
+    def _delivered(self, error, _message):  # on whichever thread polls the shared producer
         if error is not None:
             self._errors.append(error)
+        self._acked.append(None)
 
     def flush(self) -> None:
         if self._producer is None:
             return
-        remaining = self._producer.flush(60)
-        while remaining and not self._errors:
-            _LOG.warning("kafka produce to %s: %d record(s) not acknowledged yet; waiting for the broker",
-                         self.topic, remaining)
-            remaining = self._producer.flush(60)
+        self._producer.flush(0)  # send what lingers now
+        started = warned = time.monotonic()
+        while len(self._acked) < self._produced and not self._errors:
+            self._producer.poll(0.005)
+            now = time.monotonic()
+            if now - warned >= self._WARN_EVERY_S:
+                warned = now
+                _LOG.warning("kafka produce to %s: %d record(s) not acknowledged after %.0f s; waiting "
+                             "for the broker", self.topic, self._produced - len(self._acked), now - started)
+        remaining = self._produced - len(self._acked)
         errors, self._errors = self._errors, []
-        if remaining or errors:
+        self._produced, self._acked = 0, []
+        if errors:
             raise RuntimeError(f"Kafka produce to {self.topic} failed: {remaining} undelivered, "
                                f"errors {errors[:3]}")
+
+    def close(self) -> None:
+        """Give the shared producer back (after `flush`, nothing of this sink is pending)."""
+        if self._producer is not None:
+            self._producer = None
+            release_producer(self._config)
 
 
 class FinishedSpans(NamedTuple):

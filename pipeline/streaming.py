@@ -175,6 +175,12 @@ class _PublishDecisionsFn(beam.DoFn):
             _sink(url, name, self._bootstrap_servers, self._run_id)
             for url, name in zip(self._urls, ("outcomes", "deliveries", "failures")))
 
+    def teardown(self):
+        for sink in (getattr(self, name, None) for name in ("_outcomes", "_deliveries", "_failures")):
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+
     def start_bundle(self):
         self._positions = []
         self._earliest = None
