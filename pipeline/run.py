@@ -75,14 +75,30 @@ PRISM_BINARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
                             ".cache", "devservers", "bin", "prism")
 
 
+# Beam's Flink runner otherwise finishes a bundle that is open when a checkpoint
+# barrier arrives inside snapshotState, after the barrier has gone downstream, and
+# holds what that bundle outputs until the step's next input or watermark. The
+# Kafka reader's first step (one impulse in, the partitions out) gets no next
+# input: when the first checkpoint caught its bundle, which it does while the
+# Python workers start, the partitions were held for good and the stream read
+# nothing (DoFnOperator.BufferedOutputManager; docs/reliability.md). With this
+# flag the bundle is finished before the barrier, its outputs sent ahead of it.
+FINISH_BUNDLES = "--finish_bundle_before_checkpointing"
+
+
 def streaming_options(argv: list[str], kafka: bool = True) -> list[str]:
     """The local streaming runner, unless one is named. A Kafka stream runs on Prism,
     Beam's local portable runner: the DirectRunner cannot run an unbounded splittable
     DoFn as a stream (offline, Prism is the binary `python -m devservers install
     prism` builds). A Pub/Sub stream runs on the DirectRunner's streaming mode,
-    which implements ReadFromPubSub natively."""
+    which implements ReadFromPubSub natively. On Flink, bundles finish before each
+    checkpoint barrier (FINISH_BUNDLES)."""
     extra = ["--streaming"]
     named = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    runner = next((a.split("=", 1)[1] for a in argv if a.startswith("--runner=")),
+                  argv[argv.index("--runner") + 1] if "--runner" in argv[:-1] else "")
+    if runner.endswith("FlinkRunner") and FINISH_BUNDLES not in named:
+        extra.append(FINISH_BUNDLES + "=true")
     if "--runner" not in named and not kafka:
         extra.append("--runner=DirectRunner")
     elif "--runner" not in named:

@@ -167,22 +167,6 @@ def until_outputs(reader, broker, topics, done, timeout, what, cluster):
                 f"records in/out by vertex: {vertex_records(cluster)}")
 
 
-def once_more_if_stalled(test):
-    """Run a stream test again, on new topics, if its job wrote nothing at all: now and
-    then a job on this cluster reads nothing (not understood yet; docs/reliability.md).
-    Any other failure, and a second stall, fails the test."""
-    import functools
-
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        try:
-            return test(*args, **kwargs)
-        except Stalled as stall:
-            print(f"stalled, once more: {stall}")
-            return test(*args, **kwargs)
-    return run
-
-
 class FlinkStream(StreamingJob):
     """The streaming job as a user starts it, on the cluster, checkpointing every 2 s."""
 
@@ -210,7 +194,6 @@ def new_stream(prefix, cluster, broker, s3_server, endpoint_url=None):
     return topic, bucket, job, Reader(broker, job.topics)
 
 
-@once_more_if_stalled
 def test_the_strict_stream_on_flink_archives_each_message_once_and_delivers_only_the_archived(
         flink_cluster, broker, s3_server):
     values = messages(200, "strict") + BAD_LINES[:3]
@@ -248,7 +231,6 @@ def outcome_ids(seen):
     return {json.loads(m.value())["message_id"] for m in seen["outcomes"]}
 
 
-@once_more_if_stalled
 def test_a_task_manager_killed_mid_stream_loses_nothing_and_delivers_nothing_unarchived(
         flink_cluster, broker, s3_server):
     topic, bucket, job, reader = new_stream("flink-kill", flink_cluster, broker, s3_server)
@@ -296,7 +278,6 @@ def test_a_task_manager_killed_mid_stream_loses_nothing_and_delivers_nothing_una
                restored_s=round(restored - killed, 1))
 
 
-@once_more_if_stalled
 def test_checkpoints_stay_the_same_size_idle_and_under_load(flink_cluster, broker, s3_server):
     """The Kafka reader checkpoints itself after every poll; each self-checkpoint's
     residual must leave the job's state when it is resumed (devservers.flink_sdf_patch),

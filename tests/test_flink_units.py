@@ -63,6 +63,23 @@ def test_a_stream_on_flink_is_named_after_its_run_so_a_stop_finds_its_job():
     assert flink.job_name("R-1") == "message-archiver-r-1"
 
 
+@pytest.mark.parametrize("argv, finishes", [
+    (["--runner", "FlinkRunner"], True),
+    (["--runner=FlinkRunner", "--checkpointing_interval=2000"], True),
+    (["--runner", "apache_beam.runners.portability.flink_runner.FlinkRunner"], True),
+    (["--runner", "FlinkRunner", "--finish_bundle_before_checkpointing", "false"], False),  # the user's word
+    (["--runner=FlinkRunner", "--finish_bundle_before_checkpointing=false"], False),
+    (["--runner", "PrismRunner"], False), (["--runner", "DataflowRunner"], False),
+])
+def test_a_stream_on_flink_finishes_its_bundles_before_each_checkpoint_barrier(argv, finishes):
+    # else a bundle open at the first barrier holds the reader's partitions for good
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from pipeline.run import streaming_options
+
+    options = PipelineOptions(argv + streaming_options(argv)).get_all_options()
+    assert bool(options["finish_bundle_before_checkpointing"]) is finishes
+
+
 def test_cancel_on_an_embedded_cluster_is_nothing_to_do(loopback_only):
     assert flink.cancel_job("[local]", "message-archiver-x") == []
 
