@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 VARIANTS = ("pipeline", "floor", "two_floors", "naive")
 COLORS = {"pipeline": "#2a7ab0", "floor": "#7a7a7a", "two_floors": "#b5b5b5", "naive": "#c8553d",
-          "pipeline_fsspec": "#8cb8d8", "floor_aiobotocore": "#b5b5b5"}
+          "pipeline_fsspec": "#8cb8d8", "floor_aiobotocore": "#b5b5b5", "prism": "#8cb8d8"}
 LABELS = {"a": {"floor": "floor (1 process)", "two_floors": "two floors side by side"},
           "b": {"floor": "raw PUT loop (obstore)", "pipeline_fsspec": "pipeline, fsspec path",
                 "floor_aiobotocore": "raw PUT loop (aiobotocore)"}}
@@ -69,10 +69,11 @@ def latency_panels(report: dict, path: str) -> str:
     latency against offered rate; memory over time."""
     figure, (bars, timeline, load, memory) = plt.subplots(1, 4, figsize=(15, 4), dpi=110)
     latency = report["latency_ms"]
-    floor = report.get("floor")
+    others = [(name, report[name]) for name in ("prism", "floor") if report.get(name)]
     names = [k for k in ("p50", "p95", "p99", "max") if latency.get(k) is not None]
-    width = 0.4 if floor else 0.8
-    systems = [("pipeline", latency, 0.0)] + ([("floor", floor["latency_ms"], width)] if floor else [])
+    width = 0.8 / (1 + len(others))
+    systems = [("pipeline", latency, 0.0)] + [(name, other["latency_ms"], width * (index + 1))
+                                              for index, (name, other) in enumerate(others)]
     for system, values, shift in systems:
         places = [i + shift for i in range(len(names))]
         bars.bar(places, [values[k] or 0 for k in names], width=width, label=system,
@@ -80,7 +81,7 @@ def latency_panels(report: dict, path: str) -> str:
         for place, name in zip(places, names):
             bars.annotate(f"{values[name] or 0:,.0f}", (place, values[name] or 0), ha="center", va="bottom",
                           fontsize=7)
-    bars.set_xticks([i + (width / 2 if floor else 0) for i in range(len(names))], names)
+    bars.set_xticks([i + width * len(others) / 2 for i in range(len(names))], names)
     bars.set_yscale("log")
     bars.axhline(250, color="#c8553d", linestyle="--", linewidth=1, label="p99 target 250 ms")
     bars.set_ylabel("publish to delivery (ms)")
@@ -96,8 +97,8 @@ def latency_panels(report: dict, path: str) -> str:
     timeline.set_title("latency through the run", fontsize=9)
     timeline.legend(frameon=False, fontsize=8)
     series = [("pipeline", report.get("sweep") or [report], report.get("max_sustained_rate"))]
-    if floor:
-        series.append(("floor", floor.get("sweep") or [floor], report.get("floor_max_sustained_rate")))
+    for name, other in others:
+        series.append((name, other.get("sweep") or [other], report.get(f"{name}_max_sustained_rate")))
     for system, points, best in series:
         points = sorted(points, key=lambda p: p["offered_rate"])
         for key, style in (("p50", "--"), ("p99", "-")):

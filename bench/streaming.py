@@ -2,15 +2,17 @@
 
 A real Kafka broker (KRaft), the store 20 ms away (gofakes3 behind
 Toxiproxy, as in scenario b), and the streaming job exactly as a user starts
-it (`python -m pipeline.run --kafka_topic ...`, on Prism). Once warm-up
+it (`python -m pipeline.run --kafka_topic ...`). Once warm-up
 messages have come through, messages of every channel are published at an
 offered rate, each stamped with its publish time (`sent_at`, ms). A consumer
 of the job's topics notes when each message arrives on the delivery topic and
 when its outcome says its object was written.
 
-Two systems are measured in the same run, one after the other, each on its
-own topics and bucket: the pipeline, and the floor (bench.streamfloor: a
-hand-written consumer that prepares, PUTs with the same obstore client at the
+Three systems are measured in the same run, one after the other, each on its
+own topics and bucket: the pipeline on the local Flink mini-cluster
+(`--local_runner flink`, the faster local runner here), the same pipeline on
+Prism (`--local_runner prism`, the default), and the floor (bench.streamfloor:
+a hand-written consumer that prepares, PUTs with the same obstore client at the
 same concurrency, and produces the delivery record). Each serves every phase:
 the sweep's rates and the main rate, lowest first (how latency grows with
 load). Each phase drains before the next: it waits while messages are still
@@ -21,8 +23,9 @@ whole phase (see `sustained`); the highest such rate is each system's
 
 Reported per phase and system: latency p50 / p95 / p99 / max, messages
 published, delivered, held (failed to archive), lost, and the CPU of the
-system's whole process tree (the launcher with its SDK harness, and Prism; or
-the floor's one process) per message. For the pipeline's main run also: the
+system's whole process tree (the launcher, its runner (Prism, or the job
+server's JVM with the Flink mini-cluster) and its SDK harness processes; or the
+floor's one process) per message. For the pipeline's main run also: the
 split into publish -> object written and written -> delivered, duplicates,
 and the resident memory of its process tree every second.
 """
@@ -120,10 +123,10 @@ def _topics(broker, system: str) -> tuple[dict[str, str], str]:
     return outputs, broker.create_topic(f"bench-{system}-outbound", partitions=PARTITIONS)
 
 
-def start_job(name: str, broker, bucket: str, storage_options: dict, *extra: str):
+def start_job(name: str, broker, bucket: str, storage_options: dict, *extra: str, system: str = "pipeline"):
     """The source and output topics, and the streaming job on them as a user starts it:
     (the job's process, the output topics by name, the source topic)."""
-    topics, source = _topics(broker, "pipeline")
+    topics, source = _topics(broker, system)
     job = ServerProcess(name, [
         sys.executable, "-m", "pipeline.run", "--kafka_topic", source,
         "--kafka_bootstrap_servers", broker.bootstrap_servers, "--kafka_group", "bench-archiver",
@@ -153,7 +156,9 @@ def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_M
         proxy = toxi.create_proxy("s3", upstream=store.endpoint_url.removeprefix("http://"))
         proxy.add_latency(latency_ms)
         options = store.storage_options(f"http://{proxy.listen}")
-        systems = {"pipeline": start_job} if not floor else {"pipeline": start_job, "floor": start_floor}
+        systems = {"pipeline": _pipeline("pipeline", "flink"), "prism": _pipeline("prism", "prism")}
+        if floor:
+            systems["floor"] = start_floor
         results = {name: _system(name, starter, broker, store, options, rate, seconds, sweep, sweep_seconds, log)
                    for name, starter in systems.items()}
     pipeline = results["pipeline"]
@@ -162,7 +167,9 @@ def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_M
         "scenario": "c", "title": f"Streaming: Kafka in, archive ({latency_ms} ms store), gate, delivery topic",
         "settings": {"rate": rate, "seconds": seconds, "sweep": list(sweep), "sweep_seconds": sweep_seconds,
                      "partitions": PARTITIONS, "latency_ms": latency_ms, "in_flight": IN_FLIGHT,
-                     "runner": "Prism (pipeline.run's local streaming runner)",
+                     "runner": "Flink 1.19 mini-cluster in Beam's job server (--local_runner flink: "
+                               "PROCESS workers, one per core, 20 ms bundles)",
+                     "prism": "the same job on Prism (--local_runner prism, the default)",
                      "floor": "bench.streamfloor: one asyncio process, confluent-kafka, obstore "
                               f"(the pipeline's direct client), {IN_FLIGHT} in flight",
                      "store": f"gofakes3 {gofakes3.GOFAKES3_VERSION} behind toxiproxy "
@@ -174,6 +181,9 @@ def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_M
         target("messages lost == 0", main["lost"], 0, at_least=False),
         target("RSS growth after the first 10 s (MB) < 50", main["rss_growth_after_10s_mb"], 50, at_least=False),
     ]
+    prism = results["prism"]
+    report["prism"] = {**prism["main"], "warmup_seconds": prism["warmup_seconds"], "sweep": prism["sweep"]}
+    report["prism_max_sustained_rate"] = prism["max_sustained_rate"]
     if "floor" in results:
         theirs = results["floor"]
         report["floor"] = {**theirs["main"], "warmup_seconds": theirs["warmup_seconds"], "sweep": theirs["sweep"]}
@@ -185,6 +195,12 @@ def run(rate: float, seconds: float, work: str, log, latency_ms: int = LATENCY_M
                    ratio(main["cpu_ms_per_message"], theirs["main"]["cpu_ms_per_message"]), 2, at_least=False),
         ]
     return report
+
+
+def _pipeline(system: str, runner: str):
+    def start(name, broker, bucket, storage_options):
+        return start_job(name, broker, bucket, storage_options, "--local_runner", runner, system=system)
+    return start
 
 
 def _system(name: str, starter, broker, store, options: dict, rate: float, seconds: float, sweep, sweep_seconds,

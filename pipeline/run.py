@@ -36,7 +36,7 @@ from apache_beam.runners.runner import PipelineResult  # noqa: E402
 
 from archive.errors import classify  # noqa: E402
 from archive.tenants import protocol_of, redact_url  # noqa: E402
-from pipeline import flink  # noqa: E402
+from pipeline import flink, localflink  # noqa: E402
 from pipeline.options import ArchiveOptions, UsageError, check_flags, new_run_id  # noqa: E402
 from pipeline.sinks import WriteJsonLines  # noqa: E402
 from pipeline.sources import ReadOutboundMessages, match_files  # noqa: E402
@@ -95,12 +95,12 @@ def streaming_options(argv: list[str], kafka: bool = True) -> list[str]:
     checkpoint barrier (FINISH_BUNDLES)."""
     extra = ["--streaming"]
     named = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
-    runner = next((a.split("=", 1)[1] for a in argv if a.startswith("--runner=")),
-                  argv[argv.index("--runner") + 1] if "--runner" in argv[:-1] else "")
-    if runner.endswith("FlinkRunner") and FINISH_BUNDLES not in named:
-        extra.append(FINISH_BUNDLES + "=true")
+    runner = _flag_value(argv, "--runner") or ""
     if "--runner" not in named and not kafka:
         extra.append("--runner=DirectRunner")
+    elif "--runner" not in named and (_flag_value(argv, "--local_runner") or "prism") == "flink":
+        extra += localflink.flags(named)
+        runner = "FlinkRunner"
     elif "--runner" not in named:
         extra += ["--runner=PrismRunner", "--environment_type=LOOPBACK"]
         if "--prism_location" not in named:
@@ -109,7 +109,20 @@ def streaming_options(argv: list[str], kafka: bool = True) -> list[str]:
                 raise ValueError(f"no Prism runner at {location}: run `python -m devservers install prism` "
                                  "(or set PRISM_LOCATION, or name a --runner)")
             extra.append(f"--prism_location={location}")
+    if runner.endswith("FlinkRunner") and FINISH_BUNDLES not in named:
+        extra.append(FINISH_BUNDLES + "=true")
     return extra
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value given to `flag` in either form (the last one wins, as in argparse)."""
+    value = None
+    for index, arg in enumerate(argv):
+        if arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+        elif arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+    return value
 
 
 def local_runner(options: PipelineOptions):
@@ -267,6 +280,16 @@ def check_outputs_outlive_workers(archive: ArchiveOptions) -> None:
                              + (", or kafka://TOPIC, pubsub://projects/P/topics/T)" if topics else ")"))
 
 
+def check_outputs_outside_memory(archive: ArchiveOptions) -> None:
+    """--local_runner flink: memory:// is this process's own, and the workers are others."""
+    outputs = ([] if archive.tenants else [("--destination", archive.destination)]) + [
+        ("--outcomes", archive.outcomes), ("--deliveries", archive.deliveries), ("--failures", archive.failures)]
+    for flag, url in outputs:
+        if protocol_of(url) == "memory":
+            raise UsageError(f"{flag} {redact_url(url)} is in this process's memory, which the Flink workers "
+                             "of --local_runner flink do not share: give a folder, a bucket or a topic")
+
+
 def batch_pipeline(argv: list[str]):
     """The backfill's pipeline and options, checked (ValueError: a usage error) and
     built but not run; the tenant file is loaded once, validated here and used by the graph."""
@@ -306,6 +329,8 @@ def streaming_pipeline(argv: list[str], kafka: bool = True):
     options = PipelineOptions(argv + streaming_options(argv, kafka))
     archive = options.view_as(ArchiveOptions)
     archive.store_spec()
+    if kafka and archive.local_runner == "flink" and "--runner" not in {a.split("=", 1)[0] for a in argv}:
+        check_outputs_outside_memory(archive)
     tenants = archive.tenant_directory()
     archive.run_id = archive.run_id or new_run_id()
     cloud = options.view_as(GoogleCloudOptions)

@@ -41,7 +41,10 @@ def test_every_scenario_runs_at_smoke_size(tmp_path, capsys):
     floor = streaming["floor"]
     assert floor["published"] == floor["delivered"] == 300 and floor["lost"] == 0 and floor["held"] == 0
     assert streaming["cpu_ms_per_message"] > 0 and floor["cpu_ms_per_message"] > 0
-    assert {"max_sustained_rate", "floor_max_sustained_rate"} <= set(streaming)
+    assert {"max_sustained_rate", "floor_max_sustained_rate", "prism_max_sustained_rate"} <= set(streaming)
+    prism = streaming["prism"]  # the same job on the other local runner
+    assert prism["published"] == prism["delivered"] == 300 and prism["lost"] == 0 and prism["held"] == 0
+    assert prism["cpu_ms_per_message"] > 0 and "Flink" in streaming["settings"]["runner"]
 
     for name in ("backfill", "store_latency", "streaming"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == PNG

@@ -2,6 +2,7 @@
 job's name, the Flink runner flags the job accepts, and the job server backport."""
 
 import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -78,6 +79,91 @@ def test_a_stream_on_flink_finishes_its_bundles_before_each_checkpoint_barrier(a
 
     options = PipelineOptions(argv + streaming_options(argv)).get_all_options()
     assert bool(options["finish_bundle_before_checkpointing"]) is finishes
+
+
+def test_the_local_flink_runner_is_the_mini_cluster_with_a_worker_per_core_and_short_bundles(monkeypatch):
+    import json
+    import os
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from devservers import flink as installed
+    from pipeline.run import streaming_options
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    monkeypatch.setenv("PATH", "/usr/bin")
+    monkeypatch.delenv("RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT", raising=False)
+    for path in (installed.JOB_SERVER_JAR, installed.BOOT):
+        monkeypatch.setattr(type(path), "exists", lambda self: True)
+    argv = ["--kafka_topic", "t", "--local_runner", "flink", "--max_bundle_time_mills=50"]
+    options = PipelineOptions(argv + streaming_options(argv)).get_all_options()
+    assert (options["runner"], options["flink_master"], options["environment_type"]) == \
+        ("FlinkRunner", "[local]", "PROCESS")
+    assert options["flink_job_server_jar"] == str(installed.JOB_SERVER_JAR)
+    assert (str(options["parallelism"]), str(options["sdk_worker_parallelism"])) == ("3", "3")
+    assert options["max_bundle_time_mills"] == 50      # the user's word over the default 20
+    assert (options["checkpointing_interval"], options["finish_bundle_before_checkpointing"]) == (10000, True)
+    boot = json.loads(options["environment_config"])["command"]
+    assert str(installed.BOOT) in open(boot).read()    # the real boot, run from a private folder
+    assert os.stat(os.path.dirname(boot)).st_mode & 0o077 == 0
+    assert os.environ["RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT"] == "1"
+    assert os.environ["PATH"].split(os.pathsep)[0] == os.path.join(os.path.dirname(boot), "bin")
+
+
+FAKE_BOOT = r"""#!/bin/sh
+echo '{"beam:option:storage_options:v1": "secret"}' > pipeline_options.json
+export PIPELINE_OPTIONS_FILE=pipeline_options.json
+exec python -c 'import os; print(os.getcwd()); print(open(os.environ["PIPELINE_OPTIONS_FILE"]).read())'
+"""
+
+
+def test_a_local_flink_worker_leaves_its_options_file_in_a_private_folder_and_runs_in_the_launchers(
+        tmp_path, monkeypatch):
+    # beam-python-boot writes every option, credentials too, to pipeline_options.json
+    # in its working folder, then runs `python` from PATH with the file's relative name
+    import os
+
+    from pipeline.localflink import worker_boot
+
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    monkeypatch.delenv("RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT", raising=False)
+    fake_boot = tmp_path / "fake-boot"
+    fake_boot.write_text(FAKE_BOOT)
+    fake_boot.chmod(0o700)
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    boot = worker_boot(str(fake_boot), str(launch))
+    run = subprocess.run([boot, "--id=1-1"], capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    cwd, options = run.stdout.splitlines()[:2]
+    assert cwd == str(launch) and "secret" in options  # the worker runs where the launcher does
+    assert list(launch.iterdir()) == [] and not (tmp_path / "pipeline_options.json").exists()
+    written = [p for p in os.listdir(os.path.dirname(boot)) if p.startswith("worker.")]
+    assert len(written) == 1  # each boot its own folder: two workers never share the file
+
+
+def test_the_local_flink_runner_without_its_job_server_is_a_usage_error_naming_the_install(monkeypatch):
+    from devservers import flink as installed
+    from pipeline.run import streaming_options
+
+    monkeypatch.setattr(type(installed.JOB_SERVER_JAR), "exists", lambda self: False)
+    with pytest.raises(ValueError, match="devservers install flink"):
+        streaming_options(["--kafka_topic", "t", "--local_runner=flink"])
+
+
+@pytest.mark.parametrize("flag", ["--destination", "--outcomes", "--deliveries", "--failures"])
+def test_memory_outputs_are_refused_on_the_local_flink_runner_whose_workers_are_other_processes(
+        flag, monkeypatch):
+    import os
+
+    from pipeline.options import UsageError
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # as it was, after the launcher's change
+    monkeypatch.delenv("RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT", raising=False)
+    from pipeline.run import streaming_pipeline
+
+    argv = ["--kafka_topic", "t", "--local_runner", "flink", "--destination", "file:///tmp/x",
+            "--outcomes", "kafka://o", "--deliveries", "kafka://d", "--failures", "kafka://f", flag, "memory://x"]
+    with pytest.raises(UsageError, match=f"{flag} memory://x is in this process's memory"):
+        streaming_pipeline(argv)
 
 
 def test_cancel_on_an_embedded_cluster_is_nothing_to_do(loopback_only):
