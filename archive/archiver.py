@@ -44,6 +44,13 @@ class ArchiveRequest:
     source: str | None = None
     profile: str = "clevertap"
 
+    # A frozen dataclass's own __init__ sets each field with object.__setattr__; one
+    # update of the instance's dict does the same at a third of the cost (one per message).
+    def __init__(self, message_id: str, tenant: str, channel: str, key: str, data: bytes,
+                 metadata: ObjectMetadata, source: str | None = None, profile: str = "clevertap"):
+        self.__dict__.update(message_id=message_id, tenant=tenant, channel=channel, key=key, data=data,
+                             metadata=metadata, source=source, profile=profile)
+
 
 @dataclass(frozen=True)
 class ArchiverConfig:
@@ -78,6 +85,7 @@ class Archiver:
         self.codec = encoding.get_codec(config.compression or self.profile.default_compression)
         self._catch_all = _TenantRules(self.profile, self.codec, frozenset(self.profile.channels),
                                        *self.codec.object_metadata())
+        self._file_context = BuildContext(None, config.default_region)  # a record without a source stamp
         self._rules: dict[str, _TenantRules] = {}
         if tenants is not None:
             for name, tenant in tenants.tenants.items():
@@ -99,7 +107,9 @@ class Archiver:
         clock never decides an archived byte.
         """
         envelope = decode(raw, self.config.max_message_bytes)
-        tenant = envelope.tenant if envelope.tenant is not None else self.config.default_tenant
+        tenant = envelope.tenant
+        if tenant is None:
+            tenant = self.config.default_tenant
         if not tenant.strip():
             raise InvalidMessage("tenant is empty", "tenant")
         rules = self._rules_for(tenant)
@@ -113,7 +123,9 @@ class Archiver:
             return self._not_archived(
                 SKIPPED, envelope, tenant, rules.profile.name, source,
                 reason=f"archiving of {envelope.channel} is not enabled for this tenant")
-        entry = rules.profile.build(envelope, BuildContext(received_millis, self.config.default_region))
+        context = self._file_context if received_millis is None else BuildContext(
+            received_millis, self.config.default_region)
+        entry = rules.profile.build(envelope, context)
         data = rules.codec.compress(encoding.payload_json(entry.payload))
         return ArchiveRequest(
             message_id=entry.message_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import json.encoder
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -98,8 +99,21 @@ def payload_json(payload: dict[str, Any]) -> bytes:
         "(NaN, Infinity, unpaired surrogates and non-JSON values are not JSON)", field)
 
 
+# json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")), with
+# its encoder built once (json.dumps builds one per call, and so does its
+# iterencode). The C encoder is made without the circular check, so it keeps
+# nothing between calls, even after an error: the envelope refuses a value
+# nested deeper than 32 levels, so none is circular (and one would still
+# fail, as RecursionError).
+_STRICT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_C_ENCODER = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
+    None, _STRICT_ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+
+
 def _strict_json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    if _C_ENCODER is None or isinstance(value, str):
+        return _STRICT_ENCODER.encode(value).encode("utf-8")
+    return "".join(_C_ENCODER(value, 0)).encode("utf-8")
 
 
 def object_key(key_stem: str, codec: Codec) -> str:

@@ -8,6 +8,9 @@ value may be a recipient's address). Nothing else ever leaves it:
     bytes --size, BOM, UTF-8--> text --parse_json--> record --_check_values, _check_types--> Envelope
     mapping (a Parquet row) -----------------------> record --_check_values, _check_types--> Envelope
 
+(A record from text whose every value is plainly fine, most of them, passes
+both checks in one glance, `_plain`; any other gets both in full.)
+
 What every record must be, beyond its fields' types (docs/envelope.md):
   - strict JSON (RFC 8259): no NaN/Infinity, no number beyond a 64-bit float
     (1e400), no number of more than MAX_NUMBER_DIGITS digits, no key twice
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -71,6 +75,7 @@ ENVELOPE_FIELDS = frozenset(
 _FIELD_LIST = sorted(ENVELOPE_FIELDS)
 
 _YYYYMMDD = re.compile(r"[0-9]{8}")
+_EPOCH_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 PAYLOAD_VERSION = 1
@@ -89,11 +94,15 @@ _INTEGER_BOUND = 10 ** MAX_NUMBER_DIGITS
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD]")  # "\ud" or "\uD": one pass, not two
 
 # Epoch values below this are seconds, at or above it milliseconds: 1e11 s is
 # the year 5138 while 1e11 ms is March 1973, before any message we archive.
 _MILLIS_THRESHOLD = 100_000_000_000
 _YEAR_10000_MILLIS = 253402300800000
+_INFINITIES = (float("inf"), float("-inf"))
+_DAY_MILLIS = 86_400_000
+_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 
 
 class InvalidMessage(ValueError):
@@ -118,6 +127,11 @@ class Envelope:
     fields: Mapping[str, Any]    # the record as given, `channel` included
     original: bytes              # the input exactly as received
 
+    # A frozen dataclass's own __init__ sets each field with object.__setattr__; one
+    # update of the instance's dict does the same at a third of the cost (one per message).
+    def __init__(self, channel: str, platform_hint: str | None, fields: Mapping[str, Any], original: bytes):
+        self.__dict__.update(channel=channel, platform_hint=platform_hint, fields=fields, original=original)
+
     @property
     def tenant(self) -> str | None:
         return self.fields.get("tenant")
@@ -132,7 +146,8 @@ class Envelope:
 def decode(raw: bytes | str | Mapping[str, Any] | None,
            max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
     """Parse and type-check one input record."""
-    if isinstance(raw, Mapping):
+    plain = False  # see _plain
+    if type(raw) is not bytes and isinstance(raw, Mapping):  # bytes first: a Mapping check is dear
         record = dict(raw)
         # A mapping was never JSON text: any value may be unfit for it.
         _check_values(record, surrogates=True, check_keys=True)
@@ -163,12 +178,16 @@ def decode(raw: bytes | str | Mapping[str, Any] | None,
         if not isinstance(record, dict):
             raise InvalidMessage(f"a message is a JSON object, not {_json_type(record)}")
         # Only a \u escape can put a surrogate in text decoded from UTF-8.
-        _check_values(record, surrogates="\\ud" in text or "\\uD" in text, check_keys=False)
+        surrogates = _SURROGATE_ESCAPE.search(text) is not None
+        plain = type(record) is dict and _plain(record, surrogates)
+        if not plain:
+            _check_values(record, surrogates=surrogates, check_keys=False)
     if len(original) > max_bytes:
         raise InvalidMessage(
             f"message of {len(original)} bytes exceeds the limit of {max_bytes} bytes")
     channel, platform_hint = _channel(record)
-    _check_types(record)
+    if not plain:
+        _check_types(record)
     if record.get("version") is not None and record["version"] != PAYLOAD_VERSION:
         raise InvalidMessage(f"version must be {PAYLOAD_VERSION} when given", "version")
     return Envelope(channel, platform_hint, record, original)
@@ -224,14 +243,12 @@ def parse_json(text: str) -> Any:
         try:
             # Integers parse natively (the walk bounds them): a parse_int hook
             # would cost a call per integer.
-            return json.loads(text, parse_constant=_reject_constant, parse_float=_float,
-                              object_pairs_hook=_object)
+            return _loads(text, _HOOKS)
         except ValueError as exc:
             if isinstance(exc, json.JSONDecodeError):
                 raise
             # Python refuses integers of more than 4300 digits: mark them instead.
-            return json.loads(text, parse_constant=_reject_constant, parse_int=_int, parse_float=_float,
-                              object_pairs_hook=_object)
+            return _loads(text, _LONG_INT_HOOKS)
     except InvalidMessage:
         raise
     except RecursionError:  # the C parser recurses once per level
@@ -244,12 +261,22 @@ def parse_json(text: str) -> Any:
         raise InvalidMessage(f"malformed JSON: {type(exc).__name__}") from None
 
 
+def _loads(text: str, hooks: dict) -> Any:
+    """json.loads(text, **hooks), with the hooks' decoder built once (as
+    json.loads builds its default one: a decoder keeps nothing between calls);
+    json.loads itself for anything but text without a BOM, which it refuses."""
+    if type(text) is str and not text.startswith("\ufeff"):
+        return _DECODERS[id(hooks)].decode(text)
+    return json.loads(text, **hooks)
+
+
 def _check_values(record: dict, surrogates: bool, check_keys: bool) -> None:
     """Every value is one JSON holds, and reads back as it was, within the nesting limit.
 
     `surrogates`: look for unpaired surrogates (text without a \\u escape has
     none). `check_keys`: keys may not be strings (a mapping; JSON text's are).
-    Top-level strings and integers, most of a record, are checked inline.
+    Top-level strings, integers, finite floats, null and booleans, most of a
+    record, are checked inline.
     """
     if type(record) is _DuplicateKeys:
         raise InvalidMessage(f"duplicate key{_shown(record.duplicate)} in the record", _field(record.duplicate))
@@ -263,10 +290,44 @@ def _check_values(record: dict, surrogates: bool, check_keys: bool) -> None:
             continue
         if kind is int and -_INTEGER_BOUND < value < _INTEGER_BOUND:
             continue
+        if kind is float and math.isfinite(value) or value is None or kind is bool:
+            continue
         problem = _value_problem(value, surrogates, check_keys)
         if problem:
             field = _field(key)
             raise InvalidMessage(f"{field or 'a field'} {problem}", field)
+
+
+def _plain(record: dict, surrogates: bool) -> bool:
+    """Whether both _check_values (of JSON text) and _check_types pass the
+    record at a glance: every field known, every value of the exact type its
+    field takes (a dict one that _value_problem passes) and in range. One
+    pass instead of two for most records; any other record is checked in
+    full, which says what is wrong, and where, as it always has. (A known
+    field's name holds no surrogate.)"""
+    for name, value in record.items():
+        kind = type(value)
+        if kind is str:
+            if surrogates and _SURROGATE.search(value):
+                return False
+            if name in _ANY_STRING_FIELDS or name in _BATCH_FIELDS and _is_yyyymmdd(value.strip()):
+                continue
+        elif kind is int:
+            bounds = _INT_BOUNDS.get(name)
+            if bounds is not None and bounds[0] <= value <= bounds[1] \
+                    or name in _BATCH_FIELDS and _is_yyyymmdd(str(value)):
+                continue
+        elif value is None:
+            if name in ENVELOPE_FIELDS:
+                continue
+        elif kind is float:
+            if name == "sent_at" and math.isfinite(value):
+                continue
+        elif kind is dict:
+            if name in _OBJECT_FIELD_SET and _value_problem(value, surrogates, False) is None:
+                continue
+        return False
+    return True
 
 
 def _value_problem(value: Any, surrogates: bool, check_keys: bool) -> str | None:
@@ -367,6 +428,11 @@ def _reject_constant(name: str):
     raise InvalidMessage(f"{name} is not a JSON value")
 
 
+_HOOKS = {"parse_constant": _reject_constant, "parse_float": _float, "object_pairs_hook": _object}
+_LONG_INT_HOOKS = {**_HOOKS, "parse_int": _int}
+_DECODERS = {id(hooks): json.JSONDecoder(**hooks) for hooks in (_HOOKS, _LONG_INT_HOOKS)}
+
+
 def canonical_channel(value: Any) -> str | None:
     """The channel a spelling stands for ("Push" -> "push"), or None if unknown."""
     if not isinstance(value, str):
@@ -376,6 +442,31 @@ def canonical_channel(value: Any) -> str | None:
 
 
 def _check_types(record: Mapping[str, Any]) -> None:
+    # Most records pass on each value's exact type alone, in one pass; any
+    # other value (or an unknown field) is left to the full check, which
+    # decides, and names the field, exactly as it would have.
+    for name, value in record.items():
+        plain = _PLAIN_TYPES.get(name)
+        if plain is None:
+            if name in _UNCHECKED_FIELDS:
+                continue
+            break  # unknown
+        kind = type(value)
+        if kind in plain or value is None:
+            continue
+        if kind is int and name in _ID_FIELD_SET and INT64_MIN <= value <= INT64_MAX:
+            continue
+        if kind is list and name in _LIST_OF_STRINGS_FIELDS and all(type(v) is str for v in value):
+            continue
+        if name in _BATCH_FIELDS and (kind is str or kind is int) and _is_yyyymmdd(str(value).strip()):
+            continue
+        break
+    else:
+        return
+    _check_types_fully(record)
+
+
+def _check_types_fully(record: Mapping[str, Any]) -> None:
     unknown = sorted(k for k in record if k not in ENVELOPE_FIELDS)
     if unknown:
         named = [k for k in unknown if _near_miss(k)]
@@ -455,6 +546,27 @@ _TYPE_CHECKS = {
     "batch_date": _check_batch_date, "batch_id": _check_batch_date, "version": _check_version,
 }
 _TYPE_ORDER = {name: index for index, name in enumerate(_TYPE_CHECKS)}
+# The exact types each check accepts without looking further (bool, an int
+# subclass, is never one); anything else, or a field missing here, is left to
+# _check_types_fully.
+_PLAIN_TYPES = {
+    **{name: (str,) for name in _STRING_FIELDS},
+    **{name: (str,) for name in _ID_FIELDS},          # and an int that fits 64 bits
+    **{name: (dict,) for name in _OBJECT_FIELDS},
+    **{name: () for name in _STRING_LIST_FIELDS},     # a list of str
+    **{name: (str,) for name in _ADDRESS_LIST_FIELDS},  # or a list of str
+    "attachments": (), "sent_at": (int, float, str),
+    "batch_date": (), "batch_id": (), "version": (int,),  # yyyymmdd as str or int
+}
+_UNCHECKED_FIELDS = ENVELOPE_FIELDS - _TYPE_CHECKS.keys()  # channel: _channel checked it
+_ID_FIELD_SET = frozenset(_ID_FIELDS)
+_LIST_OF_STRINGS_FIELDS = frozenset(_STRING_LIST_FIELDS + _ADDRESS_LIST_FIELDS)
+_BATCH_FIELDS = frozenset({"batch_date", "batch_id"})
+# For _plain: fields any string passes, and the integers each int field takes.
+_ANY_STRING_FIELDS = frozenset(_STRING_FIELDS + _ID_FIELDS + _ADDRESS_LIST_FIELDS + ("sent_at", "channel"))
+_INT_BOUNDS = {**{name: (INT64_MIN, INT64_MAX) for name in _ID_FIELDS},
+               "sent_at": (1 - _INTEGER_BOUND, _INTEGER_BOUND - 1), "version": (1 - _INTEGER_BOUND, _INTEGER_BOUND - 1)}
+_OBJECT_FIELD_SET = frozenset(_OBJECT_FIELDS)
 
 
 def _json_type(value: Any) -> str:
@@ -498,20 +610,28 @@ def sent_at_millis(envelope: Envelope, received_millis: int | None = None) -> in
     never stands in, so a replay writes the same bytes to the same key. A stamp
     outside 1970..9999 is no stamp (Kafka's -1, Beam's minimum timestamp).
     """
-    value = envelope.get("sent_at")
+    value = envelope.fields.get("sent_at")
+    if type(value) is int:  # the usual case, in short: the checks below that an int can fail
+        if value < 0:
+            raise InvalidMessage("sent_at must not be negative", "sent_at")
+        millis = value if value >= _MILLIS_THRESHOLD else value * 1000
+        if millis >= _YEAR_10000_MILLIS:
+            raise InvalidMessage("sent_at is out of range", "sent_at")
+        return millis
     if value is None:
         if received_millis is not None and 0 <= received_millis < _YEAR_10000_MILLIS:
             return int(received_millis)
         for name in ("batch_date", "batch_id"):
             if envelope.get(name) is not None:
-                day = _dt.datetime.strptime(_batch_date(envelope.get(name), name), "%Y%m%d")
-                return int(day.replace(tzinfo=_dt.timezone.utc).timestamp()) * 1000
+                text = _batch_date(envelope.get(name), name)
+                day = _dt.datetime(int(text[:4]), int(text[4:6]), int(text[6:]), tzinfo=_dt.timezone.utc)
+                return int(day.timestamp()) * 1000
         raise InvalidMessage(
             "sent_at is missing, and the record has no source timestamp or batch date to stand for it",
             "sent_at")
     if isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        if _EPOCH_TEXT.fullmatch(text):
             value = float(text)
         else:
             try:
@@ -524,14 +644,14 @@ def sent_at_millis(envelope: Envelope, received_millis: int | None = None) -> in
             if value < 0:
                 raise InvalidMessage("sent_at must not be before 1970", "sent_at")
             return _round_millis(value)
-    if value != value or value in (float("inf"), float("-inf")):
+    if value != value or value in _INFINITIES:
         raise InvalidMessage("sent_at is not a finite number", "sent_at")
     if value < 0:
         raise InvalidMessage("sent_at must not be negative", "sent_at")
     millis = value if value >= _MILLIS_THRESHOLD else value * 1000
     if millis >= _YEAR_10000_MILLIS:
         raise InvalidMessage("sent_at is out of range", "sent_at")
-    return _round_millis(millis)
+    return millis if type(millis) is int else _round_millis(millis)
 
 
 def _round_millis(millis: float) -> int:
@@ -540,19 +660,41 @@ def _round_millis(millis: float) -> int:
 
 def _batch_date(value: str | int, name: str) -> str:
     text = str(value).strip()
-    try:
-        if not _YYYYMMDD.fullmatch(text):
-            raise ValueError
-        _dt.datetime.strptime(text, "%Y%m%d")
-    except ValueError:
-        raise InvalidMessage(f"{name} must be a date as yyyymmdd", name) from None
+    if not _is_yyyymmdd(text):
+        raise InvalidMessage(f"{name} must be a date as yyyymmdd", name)
     return text
+
+
+@functools.lru_cache(maxsize=4096)  # a batch date repeats for every message of its batch
+def _is_yyyymmdd(text: str) -> bool:
+    """Whether strptime(text, "%Y%m%d") reads a date, for text of 8 ASCII digits
+    and nothing else: year 0001..9999, its month and its day (strptime's own
+    regex splits 8 digits 4 + 2 + 2 only), a twelfth of its cost."""
+    if not _YYYYMMDD.fullmatch(text):
+        return False
+    try:
+        _dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return False
+    return True
 
 
 def year_month(envelope: Envelope, sent_millis: int) -> str:
     """yyyymm of the batch date (yyyymmdd) when given, else of the send time, in UTC."""
     for name in ("batch_date", "batch_id"):
-        if envelope.get(name) is not None:
-            return _batch_date(envelope.get(name), name)[:6]
+        value = envelope.fields.get(name)
+        if value is not None:
+            return _batch_date(value, name)[:6]
+    if type(sent_millis) is int and 0 <= sent_millis < _YEAR_10000_MILLIS:
+        # the day of fromtimestamp(sent_millis / 1000, utc), in integers: a
+        # millisecond is far wider than the float's error, so no day differs
+        return _year_month_of_day(sent_millis // _DAY_MILLIS)
     moment = _dt.datetime.fromtimestamp(sent_millis / 1000, tz=_dt.timezone.utc)
+    return f"{moment.year:04d}{moment.month:02d}"
+
+
+@functools.lru_cache(maxsize=4096)  # messages come in runs of a few days
+def _year_month_of_day(day: int) -> str:
+    """yyyymm of the day `day` days after 1970-01-01."""
+    moment = _dt.date.fromordinal(_EPOCH_ORDINAL + day)
     return f"{moment.year:04d}{moment.month:02d}"

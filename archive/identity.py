@@ -12,7 +12,11 @@ InvalidMessage instead of a folder named after the first of them:
                                                       -> md5_hex -> key segment
 
 Phone numbers are parsed with libphonenumber (the `phonenumbers` package) from
-ASCII digits and the usual punctuation only. Addresses are checked with
+ASCII digits and the usual punctuation only. The international form ("+"
+and digits, or CleverTap's digits) takes a shorter road through
+libphonenumber's own metadata and functions, with the same verdict
+(tests/test_identity.py holds each against phonenumbers.parse,
+is_valid_number and format_number). Addresses are checked with
 `email_validator` (syntax only: no DNS). Reasons name the field, never the value.
 """
 
@@ -24,9 +28,15 @@ import unicodedata
 from typing import Any
 
 import phonenumbers
+from phonenumbers import phonenumberutil
 from email_validator import EmailNotValidError, validate_email
 
 from archive.envelope import InvalidMessage
+
+try:  # CPython's own MD5: hashlib's goes through OpenSSL, which costs more per call for a few bytes
+    from _md5 import md5 as _md5
+except ImportError:  # pragma: no cover - a Python without it
+    _md5 = hashlib.md5
 
 # libphonenumber folds full-width and Arabic-Indic digits, reads "ext."/"x"/";ext="
 # as an extension it drops from E.164, and skips NBSP, en dashes and stray "+":
@@ -38,9 +48,15 @@ _PHONE_MAX_CHARS = 64  # E.164 has 15 digits; generous room for punctuation
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ITU-T E.164: at most 15 digits
 
 
+def _is_e164(text: str) -> bool:
+    """_E164.fullmatch(text), in string methods (a third of the cost)."""
+    return 8 <= len(text) <= 16 and text[0] == "+" and "1" <= text[1] <= "9" and text.isascii() \
+        and text[1:].isdigit()
+
+
 def md5_hex(identity: str) -> str:
     """The key segment that stands for a recipient: MD5 of its UTF-8 bytes."""
-    return hashlib.md5(identity.encode("utf-8")).hexdigest()
+    return _md5(identity.encode("utf-8")).hexdigest()
 
 
 def e164(number: str, default_region: str | None, field: str = "to") -> str:
@@ -68,21 +84,34 @@ def e164(number: str, default_region: str | None, field: str = "to") -> str:
     compact = _PHONE_PUNCTUATION.sub("", text)
     if compact.startswith("00"):
         compact = "+" + compact[2:]
-    valid, possible = is_valid_number, phonenumbers.is_possible_number
+    valid, possible = True, False  # which check an attempt makes
     if compact.startswith("+"):
-        international = _parse(compact, None)
-        attempts = [(international, valid), (international, possible)]
+        # the first attempt, when it succeeds, without libphonenumber's objects
+        found = _valid_international(compact[1:])
+        if found is not None:
+            return found
+        international = parse_international(compact[1:])
+        attempts = ((international, valid), (international, possible))
     else:
+        in_country_code_format = text.isdigit() and not text.startswith("0")
+        if in_country_code_format and (len(text) >= 11 or not default_region):
+            found = _valid_international(text)  # the first attempt, as above
+            if found is not None:
+                return found
         national = _parse(text, default_region) if default_region else None
-        country_code = _parse("+" + text, None) if text.isdigit() and not text.startswith("0") else None
+        country_code = parse_international(text) if in_country_code_format else None
         if len(text) >= 11:
-            attempts = [(country_code, valid), (national, valid), (country_code, possible), (national, possible)]
+            attempts = ((country_code, valid), (national, valid), (country_code, possible), (national, possible))
         else:
-            attempts = [(national, valid), (national, possible), (country_code, valid), (country_code, possible)]
-    for candidate, check in attempts:
-        if candidate is not None and check(candidate):
-            formatted = phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
-            if _E164.fullmatch(formatted):
+            attempts = ((national, valid), (national, possible), (country_code, valid), (country_code, possible))
+    for candidate, must_be_valid in attempts:
+        if candidate is None:
+            continue
+        significant = phonenumbers.national_significant_number(candidate)
+        if _is_valid(candidate, significant) if must_be_valid else phonenumbers.is_possible_number(candidate):
+            # format_number's E.164: the calling code, then the national significant number
+            formatted = f"+{candidate.country_code}{significant}"
+            if _is_e164(formatted):
                 return formatted
     if not compact.startswith("+") and not default_region:
         raise InvalidMessage(
@@ -93,11 +122,13 @@ def e164(number: str, default_region: str | None, field: str = "to") -> str:
 # libphonenumber's is_valid_number, as strict and cheaper. It finds the number's
 # region (for a calling code that several regions share, +1 has 25, by trying
 # each region's ten number types one regex at a time), then tries the region
-# found once more. Here each region's types are one compiled alternation per
-# number length, tried once (tests/test_identity.py checks that both agree on
-# a corpus of numbers of every calling code).
-_TYPE_DESCS = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
-               "voicemail", "fixed_line", "mobile")
+# found once more. Here each region's general pattern and types are one
+# compiled pattern per number length, tried once (tests/test_identity.py checks
+# that both agree on a corpus of numbers of every calling code). The verdict
+# is "of any type", which no order changes: the likeliest types (a message
+# goes to a mobile) come first in the alternation, where a match ends it.
+_TYPE_DESCS = ("mobile", "fixed_line", "toll_free", "voip", "personal_number", "uan", "pager", "shared_cost",
+               "premium_rate", "voicemail")
 _REGION_TESTS: dict[tuple[int, int], tuple] = {}
 
 
@@ -112,9 +143,9 @@ def _desc_pattern(desc, length: int) -> str | None:
 
 def _region_tests(country_code: int, length: int) -> tuple | None:
     """Per region of the calling code, in libphonenumber's order: its leading
-    digits (a number they match is that region's), or its general and any-type
-    patterns for numbers of this length and the verdict on a number they match.
-    None: ask libphonenumber itself."""
+    digits (a number they match is that region's), or one pattern for its
+    general and any type's patterns for numbers of this length and the
+    verdict on a number it matches. None: ask libphonenumber itself."""
     from phonenumbers import PhoneMetadata
 
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
@@ -126,33 +157,49 @@ def _region_tests(country_code: int, length: int) -> tuple | None:
         if metadata is None:
             continue
         if metadata.leading_digits is not None and len(regions) > 1:
-            tests.append((region, re.compile(metadata.leading_digits), None, None, None))
+            tests.append((region, re.compile(metadata.leading_digits), None, None))
             continue
         general = _desc_pattern(metadata.general_desc, length)
         names = [n for n in _TYPE_DESCS if not (n == "mobile" and metadata.same_mobile_and_fixed_line_pattern)]
         types = [p for p in (_desc_pattern(getattr(metadata, n), length) for n in names) if p is not None]
         if general is None or not types:
             continue  # no number of this length is of any type here
+        # one fullmatch for both: the general pattern (a lookahead to the end), then any type's
+        of_any_type = re.compile(f"(?=(?:{general})\\Z)(?:{'|'.join(f'(?:{p})' for p in types)})")
         # a region whose metadata names another calling code is picked, then found invalid
-        tests.append((region, None, re.compile(general), re.compile("|".join(f"(?:{p})" for p in types)),
-                      metadata.country_code == country_code))
+        tests.append((region, None, of_any_type, metadata.country_code == country_code))
     return tuple(tests)
 
 
 def is_valid_number(number) -> bool:
     """phonenumbers.is_valid_number(number), with fewer regex calls."""
-    national = phonenumbers.national_significant_number(number)
-    key = (number.country_code, len(national))
+    return _is_valid(number, phonenumbers.national_significant_number(number))
+
+
+def _is_valid(number, national: str) -> bool:
+    """is_valid_number, given the number's national significant number."""
+    verdict = _verdict(number.country_code, national)
+    if verdict is None:
+        return phonenumbers.is_valid_number(number)
+    if type(verdict) is str:
+        return phonenumbers.is_valid_number_for_region(number, verdict)
+    return verdict
+
+
+def _verdict(country_code: int, national: str) -> bool | str | None:
+    """Whether the number is valid; or the region whose own check decides it;
+    None: only phonenumbers.is_valid_number can say."""
+    key = (country_code, len(national))
     tests = _REGION_TESTS.get(key, False)
     if tests is False:
         tests = _REGION_TESTS[key] = _region_tests(*key)
     if tests is None:
-        return phonenumbers.is_valid_number(number)
-    for region, leading, general, types, valid_here in tests:
+        return None
+    for region, leading, of_any_type, valid_here in tests:
         if leading is not None:
             if leading.match(national):
-                return phonenumbers.is_valid_number_for_region(number, region)
-        elif general.fullmatch(national) and types.fullmatch(national):
+                return region
+        elif of_any_type.fullmatch(national):
             return valid_here
     return False
 
@@ -162,6 +209,90 @@ def _parse(text: str, region: str | None):
         return phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
+
+
+# phonenumbers.parse("+" + digits, None), the form nearly every number takes
+# here, without the steps that cannot change a string of ASCII digits: the
+# search for a number in text, RFC 3966, extensions, letters, other digits.
+# What is left is libphonenumber's own: the calling code (the shortest of 1 to
+# 3 leading digits that is one) and its national prefix rule, with its own
+# function; anything else, or a libphonenumber without that function, goes
+# to phonenumbers.parse (tests/test_identity.py checks that both agree).
+_strip_national_prefix = getattr(phonenumberutil, "_maybe_strip_national_prefix_carrier_code", None)
+_test_number_length = getattr(phonenumberutil, "_test_number_length", None)
+_NOT_STRIPPED = frozenset((phonenumbers.ValidationResult.TOO_SHORT, phonenumbers.ValidationResult.INVALID_LENGTH,
+                           phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY))
+_CALLING_CODES = {str(code): code for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+_CODE_METADATA: dict[int, tuple] = {}  # calling code -> (its metadata, its national prefix pattern)
+
+
+def parse_international(digits: str):
+    """phonenumbers.parse("+" + digits, None), or None where it raises."""
+    split = _split_international(digits)
+    if split is False:
+        return _parse("+" + digits, None)
+    if split is None:
+        return None
+    code, national = split
+    number = phonenumbers.PhoneNumber()  # as parse fills it in
+    number.country_code = code
+    number.national_number = int(national)
+    if len(national) > 1 and national[0] == "0":  # libphonenumber's "Italian" leading zeros
+        zeros = len(national) - len(national.lstrip("0"))
+        number.italian_leading_zero = True
+        zeros = min(zeros, len(national) - 1)  # the last digit is never a leading zero
+        if zeros != 1:
+            number.number_of_leading_zeros = zeros
+    return number
+
+
+def _split_international(digits: str) -> tuple[int, str] | None | bool:
+    """(calling code, national significant number) of "+" + digits as
+    phonenumbers.parse reads it; None where parse raises; False where only
+    parse itself can say."""
+    code = None
+    if 3 <= len(digits) <= 64 and digits[0] != "0" and digits.isascii() and digits.isdigit() \
+            and _strip_national_prefix is not None and _test_number_length is not None:
+        code = _CALLING_CODES.get(digits[:1]) or _CALLING_CODES.get(digits[:2]) or _CALLING_CODES.get(digits[:3])
+    if code is None:
+        return False
+    found = _CODE_METADATA.get(code)
+    if found is None:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+            code, phonenumbers.region_code_for_country_code(code))
+        if metadata is None:
+            return False
+        prefix = metadata.national_prefix_for_parsing
+        found = _CODE_METADATA[code] = (metadata, re.compile(prefix) if prefix else None)
+    metadata, national_prefix = found
+    national = digits[len(str(code)):]
+    if len(national) < 2:
+        return None  # too short to be a national number
+    # libphonenumber's strip does nothing unless its pattern matches at the start
+    if national_prefix is not None and national_prefix.match(national):
+        _, stripped, _ = _strip_national_prefix(national, metadata)
+        # kept only when a possible length remains, as parse does
+        if stripped != national and _test_number_length(stripped, metadata) not in _NOT_STRIPPED:
+            national = stripped
+    if len(national) > 17:
+        return None  # too long
+    # its national significant number is `national` itself: the leading zeros
+    # parse keeps aside (parse_international) are written back by
+    # national_significant_number
+    return code, national
+
+
+def _valid_international(digits: str) -> str | None:
+    """e164's answer when "+" + digits is a valid number it can see without
+    libphonenumber's objects (nearly every valid one); None: take the full route."""
+    split = _split_international(digits)
+    if not split:
+        return None
+    code, national = split
+    if _verdict(code, national) is not True:
+        return None
+    formatted = f"+{code}{national}"
+    return formatted if _is_e164(formatted) else None
 
 
 def country_code_format(e164_number: str) -> str:

@@ -348,3 +348,67 @@ def test_written_failed(error, error_class, expected_class, kept, secret):
     assert outcome.bytes is None and outcome.sha256 is None
     assert secret not in outcome.to_json()
     assert "bytes" not in outcome.to_dict()
+
+
+# --- what the per-message objects and bytes are, however they are made ------------------
+
+@pytest.mark.parametrize("cls", ["ArchiveRequest", "ObjectMetadata", "ArchiveEntry", "Envelope"])
+def test_hand_written_inits_are_the_dataclass_ones(cls):
+    """ArchiveRequest, ObjectMetadata, ArchiveEntry and Envelope write their own
+    __init__ (one dict update, not one object.__setattr__ per field): the
+    same parameters, defaults and fields as the generated one, still frozen."""
+    import dataclasses
+    import inspect
+
+    from archive import archiver, envelope, store
+    from archive.profiles import base
+
+    cls = {"ArchiveRequest": archiver.ArchiveRequest, "ObjectMetadata": store.ObjectMetadata,
+           "ArchiveEntry": base.ArchiveEntry, "Envelope": envelope.Envelope}[cls]
+    fields = dataclasses.fields(cls)
+    parameters = list(inspect.signature(cls).parameters.values())
+    assert [p.name for p in parameters] == [f.name for f in fields]
+    assert [p.default for p in parameters] == [
+        inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default for f in fields]
+    values = {f.name: f"value-{index}" for index, f in enumerate(fields)}
+    made = cls(**values)
+    assert vars(made) == values and dataclasses.asdict(made) == values
+    assert made == cls(**values) and hash(made) == hash(cls(**values))
+    assert dataclasses.replace(made, **{fields[0].name: "other"}) == cls(**{**values, fields[0].name: "other"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, fields[0].name, "changed")
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 1, "b": [1.5, None, True, False, "é\u2028\x00\"\\", {"x": -0.0, "y": 1e300, "z": 5e-324}]},
+    {"big": 10 ** 40, "neg": -(2 ** 63), "text": "😀", "empty": {}, "list": []},
+    {1: "int key", "1": "str key", None: "null key", False: "bool key", 2.5: "float key"},
+    {"nested": [[[[{"deep": [1, 2, 3]}]]]]}, [], {}, "text", 7, None,
+])
+def test_payload_json_is_json_dumps(value):
+    from archive.encoding import payload_json
+
+    assert payload_json(value) == json.dumps(value, ensure_ascii=False, allow_nan=False,
+                                             separators=(",", ":")).encode("utf-8")
+
+
+@pytest.mark.parametrize("value, field", [
+    ({"to": "a", "sent_at": float("nan")}, "sent_at"), ({"x": float("inf")}, "x"), ({"x": b"bytes"}, "x"),
+    ({"x": "\ud800"}, "x"), ({"x": {1, 2}}, "x"), ({"x": object()}, "x"),
+])
+def test_payload_json_refuses_what_json_dumps_refuses(value, field):
+    from archive.encoding import payload_json
+
+    with pytest.raises(InvalidMessage) as caught:
+        payload_json(value)
+    assert caught.value.field == field
+
+
+def test_payload_json_refuses_a_circular_value():
+    from archive.encoding import payload_json
+
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(InvalidMessage) as caught:
+        payload_json({"to": "a", "payload": loop})
+    assert caught.value.field == "payload"

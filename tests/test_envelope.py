@@ -8,9 +8,11 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archive.envelope import (
-    CHANNELS, Envelope, InvalidMessage, decode, derived_message_id, sent_at_millis, year_month,
+    CHANNELS, ENVELOPE_FIELDS, Envelope, InvalidMessage, decode, derived_message_id, sent_at_millis, year_month,
 )
 
 NOW = 1_725_435_360_123  # 2024-09-04T07:36:00.123Z
@@ -430,3 +432,107 @@ def test_derived_message_id_is_deterministic(other):
 ])
 def test_derived_message_id_is_sensitive(change):
     assert derived_message_id(decode({**BASE, **change})) != derived_message_id(decode(BASE))
+
+
+# --- the quick checks against the full ones ---------------------------------
+
+def _strptime_reads(text: str) -> bool:
+    """What _batch_date asked before: 8 ASCII digits that strptime reads as a date."""
+    import re
+
+    if not re.fullmatch(r"[0-9]{8}", text):
+        return False
+    try:
+        dt.datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
+
+
+def test_is_yyyymmdd_is_strptime():
+    from archive.envelope import _is_yyyymmdd
+
+    texts = [f"{year}{rest:04d}" for year in ("0000", "0001", "0004", "1582", "1900", "1970", "2000", "2023",
+                                               "2024", "2100", "9999") for rest in range(10000)]
+    texts += ["", "2024091", "202409011", "2024-09-01", " 20240901", "20240901 ", "+2024091", "-2024091",
+              "2024\u0660901", "\uff12\uff10\uff12\uff14\uff10\uff19\uff10\uff11", "2024O901", "20240229",
+              "20230229", "19000229", "20000229"]
+    disagree = [text for text in texts if _is_yyyymmdd(text) != _strptime_reads(text)]
+    assert not disagree, disagree[:20]
+
+
+def test_year_month_of_a_send_time_is_fromtimestamps():
+    import random
+
+    rng = random.Random(7)
+    day = 86_400_000
+    millis = [0, 1, day - 1, day, day + 1, 253402300799999]
+    for year in (1970, 1972, 1999, 2000, 2024, 2100, 9999):
+        for month in range(1, 13):
+            start = int(dt.datetime(year, month, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+            millis += [start - 1, start, start + 1, start + day - 1]
+    millis += [rng.randrange(0, 253402300800000) for _ in range(20000)]
+    envelope = _env()
+    for value in millis:
+        moment = dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
+        assert year_month(envelope, value) == f"{moment.year:04d}{moment.month:02d}", value
+
+
+_VALUES = [
+    "", " ", "x", "Hi é", "\x00", "20240901", " 20240901 ", "20241301", "2024-09-01", "15555555555",
+    "2024-09-01T10:00:00Z", "\ud800", "\udc00", "\ud83d\ude00", "😀", 0, 1, -1, 7, 20240901, 20241301,
+    2 ** 63 - 1, 2 ** 63, -(2 ** 63), -(2 ** 63) - 1, 10 ** 99, 10 ** 100, -(10 ** 100), 10 ** 120,
+    0.0, 1.5, -2.5, 1722443282.68, 1e308, True, False, None, [], ["a"], ["a", 1], [None], {}, {"a": 1},
+    {"a": {"b": [1, "\ud800"]}}, {"a": "\udfff"}, json.loads("[" * 33 + "1" + "]" * 33),
+    {"file_name": "a.txt", "bytes": "YQ=="}, [{"file_name": "a.txt", "bytes": "YQ=="}], [{"file_name": 1}],
+]
+_NAMES = sorted(ENVELOPE_FIELDS - {"channel"}) + ["Channel", "campaignId", "unknown_field", "a@example.com"]
+
+
+def _decoded(raw):
+    try:
+        envelope = decode(raw)
+    except InvalidMessage as refused:
+        return ("refused", refused.reason, refused.field)
+    return (envelope.channel, envelope.platform_hint, envelope.fields, envelope.original)
+
+
+# Values each field takes, so that most generated records pass the quick check
+# and the rest fail it by one value.
+_GOOD = {
+    **{name: ["Hi é", "x", "\ud83d\ude00 ok", "15555555555"] for name in (
+        "to", "subject", "body", "provider", "campaign_name", "message_id", "tenant", "platform", "app_id")},
+    **{name: ["u-1", 7, 2 ** 63 - 1, -(2 ** 63)] for name in (
+        "user_id", "device_identity", "customer_identity", "campaign_id", "journey_id", "journey_node_id")},
+    "sent_at": [1722443282680, 1722443282.68, "2024-09-01T10:00:00Z", 0, 10 ** 99],
+    "batch_date": ["20240901", 20240901, " 20240229 "], "batch_id": ["20240901", 20231231],
+    "version": [1, 2, 10 ** 99], "payload": [{}, {"aps": {"alert": "hi"}}], "headers": [{"X-A": "1"}],
+    "cc": ["a@example.com", ["a@example.com"]], "media_urls": [["https://x/a.png"]],
+}
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(st.data(), st.lists(st.sampled_from(_NAMES), max_size=8, unique=True),
+       st.sampled_from(["sms", "Push", "android_push", " email ", "sms", "Sms", "WhatsApp", "fax", 7, None]),
+       st.sampled_from([""] * 10 + ["1e400", "-1e400", "1" * 120, "1." + "0" * 120, "NaN"]),
+       st.sampled_from([False] * 5 + [True]))
+def test_decode_with_the_quick_check_is_decode_without_it(data, names, channel, number, duplicate):
+    """Whatever the record, the quick check (_plain) changes nothing: the same
+    envelope, or the same refusal naming the same field."""
+    from unittest import mock
+
+    import archive.envelope as envelope_module
+
+    fields = {name: data.draw(st.sampled_from(_GOOD[name]) if name in _GOOD and data.draw(st.integers(0, 4))
+                              else st.sampled_from(_VALUES)) for name in names}
+    text = json.dumps({"channel": channel, **fields})  # ensure_ascii: surrogates as \\u escapes
+    if number:
+        text = text[:-1] + f', "sent_at": {number}' + "}"
+    if duplicate and fields:
+        name = next(iter(fields))
+        text = text[:-1] + f", {json.dumps(name)}: 1" + "}"
+    raw = text.encode("utf-8", "surrogatepass")
+    quick = _decoded(raw)
+    with mock.patch.object(envelope_module, "_plain", lambda record, surrogates: False):
+        full = _decoded(raw)
+    assert quick == full

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archive.envelope import InvalidMessage
 from archive.identity import (
@@ -508,3 +510,209 @@ def test_is_valid_number_agrees_with_libphonenumber_on_every_calling_code():
             disagree.append(text)
     assert not disagree, disagree[:20]
     assert checked > 100_000 and valid > 30_000  # a corpus with both verdicts in number
+
+
+# --- the fast routes against libphonenumber's own -----------------------------------------
+# e164 reads "+<digits>" (and CleverTap's "<digits>") with parse_international and
+# _valid_international instead of phonenumbers.parse + is_valid_number +
+# format_number. Each is checked here against the plain libphonenumber route,
+# for every kind of input the route can see: same E.164, or the same refusal.
+
+def _e164_by_libphonenumber(number, default_region, field="to"):
+    """e164 as it reads with phonenumbers' own parse, is_valid_number and
+    format_number only: the reference for the fast routes."""
+    import re
+
+    import phonenumbers
+
+    text = number.strip(" ")
+    if not text:
+        raise InvalidMessage(f"{field} is empty", field)
+    if len(text) > 64:
+        raise InvalidMessage(f"{field} is too long for a phone number", field)
+    if not re.fullmatch(r"\+?[0-9 ().\-/]*[0-9][0-9 ().\-/]*", text):
+        raise InvalidMessage(
+            f"{field} is not a phone number: it holds characters other than ASCII digits, "
+            f"a leading +, spaces and ( ) . - /", field)
+
+    def parse(text, region):
+        try:
+            return phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            return None
+
+    compact = re.sub(r"[ ().\-/]", "", text)
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    valid, possible = phonenumbers.is_valid_number, phonenumbers.is_possible_number
+    if compact.startswith("+"):
+        international = parse(compact, None)
+        attempts = [(international, valid), (international, possible)]
+    else:
+        national = parse(text, default_region) if default_region else None
+        country_code = parse("+" + text, None) if text.isdigit() and not text.startswith("0") else None
+        if len(text) >= 11:
+            attempts = [(country_code, valid), (national, valid), (country_code, possible), (national, possible)]
+        else:
+            attempts = [(national, valid), (national, possible), (country_code, valid), (country_code, possible)]
+    for candidate, check in attempts:
+        if candidate is not None and check(candidate):
+            formatted = phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
+            if re.fullmatch(r"\+[1-9][0-9]{6,14}", formatted):
+                return formatted
+    if not compact.startswith("+") and not default_region:
+        raise InvalidMessage(
+            f"{field} is not a phone number in international format (and no default region is set)", field)
+    raise InvalidMessage(f"{field} is not a possible phone number", field)
+
+
+def _verdict_of(read, number, region):
+    try:
+        return read(number, region)
+    except InvalidMessage as refused:
+        return ("refused", refused.reason, refused.field)
+
+
+def _nanp_examples():
+    """An example number of each type of every region that shares +1."""
+    import phonenumbers
+
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1]:
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+                     phonenumbers.PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                yield region, phonenumbers.national_significant_number(example)
+
+
+PHONE_TABLE = [
+    # Hostile first: what must never become a number, or must stay one number.
+    "", " ", "+", "++", "+ ", "++15555555555", "+-15555555555", "+ 1 555 555 5555", "+1+5555555555",
+    "+15555555555+", "1+5555555555", "+15555555555\x00", "\x00+15555555555", "+1555\x005555555",
+    "+15555555555\n", "\t+15555555555", "+1 555\t555 5555", "\u200b+15555555555", "+15555555555\u200b",
+    "+1\u00a0555\u00a0555\u00a05555", "+1\u2013555\u2013555\u20135555", "+1\u2212555",
+    "\uff0b15555555555", "+\uff11\uff15\uff15\uff15\uff15\uff15\uff15\uff15\uff15\uff15\uff15",
+    "+\u0661\u0665\u0665\u0665\u0665\u0665\u0665\u0665\u0665\u0665\u0665",
+    "+\u06f1\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5\u06f5", "+1555555555\u0665",
+    "+\u00b9\u00b2\u00b3\u2074567890", "+919876543210\u0966", "\u0669\u0661\u0669\u0668\u0667\u0666",
+    "+15555555555 ext. 1234", "+15555555555 x12", "+15555555555x12", "+15555555555;ext=12",
+    "+15555555555#12", "+15555555555,12", "+15555555555;12", "tel:+1-555-555-5555",
+    "+1-555-555-5555;phone-context=+1", "*+15555555555", "+15555555555#", "#15555555555",
+    "+15555555555 +15555555556", "+16502530000+16502530001", "6502530000 6502530001",
+    "15555555555/15555555556", "+1 800 FLOWERS", "+1800FLOWERS", "1-800-FLOWERS", "abc", "n/a", "call me",
+    "+1" + "5" * 200, "+1 555 555 5555" + " " * 100 + "0", "+" + "9" * 64, "9" * 65,
+    # Short, long, leading zeros, unassigned and special codes.
+    "+1", "+12", "+123", "+1234", "+12345", "+123456", "+1234567", "1", "12", "123", "0", "00", "000", "0000",
+    "+0", "+00", "+0015555555555", "+01555555555", "00015555555555", "0015555555555", "001 555 555 5555",
+    "+1555555555555555", "+15555555555555555555", "+999 1234567", "+991234567", "+80012345678",
+    "+800 1234 5678", "+8081234567", "+870 773 111632", "+878 1012 3456 7890", "+881 6 1234 5678",
+    "+882 1234 5678", "+883 5100 1234 5678", "+888 1234 5678", "+979 1234 5678", "+3901234567",
+    "+39 06 1234 5678", "+39 0612345678", "+39 3123456789", "+390000000000", "+4400", "+44000000000",
+    "+44 0 20 7946 0958", "+44 (0) 20 7946 0958", "+44 (0)7911 123456", "+49 (0) 30 123456",
+    "+49 030 123456", "+33 0 1 23 45 67 89", "+7 8 495 123 45 67", "+380 0 44 123 4567", "+61 0 2 1234 5678",
+    "+52 1 55 1234 5678", "+54 9 11 1234 5678", "+54 9 011 15 1234 5678", "+55 0 11 91234 5678",
+    "+225 01 23 45 67 89", "+225 0123456789", "+262 692 12 34 56", "+599 9 123 4567", "+290 8 1234",
+    "+247 1234", "+672 3 12345", "+383 44 123 456",
+    # Valid numbers of many countries, written every usual way.
+    "+15555555555", "+1 (555) 555-5555", "+1.650.253.0000", "+1/650/253/0000", "+1 650 253 0000",
+    "+16502530000", "0016502530000", "00 1 650 253 0000", "16502530000", "1 650 253 0000", "(650) 253-0000",
+    "650-253-0000", "6502530000", "2530000", "+44 20 7946 0958", "+447911123456", "0044 7911 123456",
+    "447911123456", "07911 123456", "020 7946 0958", "+91 98765 43210", "919876543210", "098765 43210",
+    "9876543210", "+49 30 123456", "+49 1512 3456789", "4915123456789", "+33 6 12 34 56 78", "+33612345678",
+    "+34 612 34 56 78", "+39 312 345 6789", "+31 6 12345678", "+32 470 12 34 56", "+41 78 123 45 67",
+    "+43 664 123456", "+45 20 12 34 56", "+46 70 123 45 67", "+47 406 12 345", "+48 512 345 678",
+    "+351 912 345 678", "+353 85 012 3456", "+358 41 2345678", "+30 691 234 5678", "+420 601 123 456",
+    "+36 20 123 4567", "+40 712 345 678", "+7 912 345-67-89", "+7 701 234 5678", "+380 50 123 4567",
+    "+90 501 234 56 78", "+972 50-234-5678", "+971 50 123 4567", "+966 50 123 4567", "+974 3312 3456",
+    "+20 100 123 4567", "+27 71 123 4567", "+234 802 123 4567", "+254 712 123456", "+212 650-123456",
+    "+86 131 2345 6789", "+852 5123 4567", "+853 6612 3456", "+886 912 345 678", "+81 90-1234-5678",
+    "+82 10-2345-6789", "+65 8123 4567", "+60 12-345 6789", "+62 812-345-678", "+63 905 123 4567",
+    "+66 81 234 5678", "+84 91 234 56 78", "+92 300 1234567", "+880 1812-345678", "+94 71 234 5678",
+    "+977 984-1234567", "+61 412 345 678", "+64 21 123 4567", "+55 11 91234-5678", "+52 55 1234 5678",
+    "+54 11 1234-5678", "+56 9 6123 4567", "+57 321 1234567", "+51 912 345 678", "+58 412-1234567",
+    "+593 99 123 4567", "+598 94 231 234", "+1 684 733 1234", "+1 671 300 1234", "+1 670 234 5678",
+    "+1 340 642 1234", "+1 787 234 5678", "+1 939 234 5678", "+1 876 210 1234", "+1 809 234 5678",
+    "+1 416 555 0123", "+1 604 555 5555", "+1 204 234 5678", "+1 268 464 1234", "+1 242 359 1234",
+    "+1 246 250 1234", "+1 441 370 1234", "+1 345 323 1234", "+1 649 231 1234", "+1 868 291 1234",
+    "+1 721 520 5678", "+1 767 225 1234", "+1 473 403 1234", "+1 758 284 5678", "+1 784 430 1234",
+    "+1 869 765 2917", "+1 664 492 3456", "+1 284 300 1234", "+1 264 235 1234", "+1 800 253 0000",
+    "+1 888 555 0100", "+1 900 234 5678", "+1 555 0100", "+1 211 555 0123", "+1 123 456 7890",
+    "12125550123", "1 212 555 0123", "+44 800 123 4567", "+44 845 46 47", "+44 7700 900123",
+]
+
+
+@pytest.mark.parametrize("region", [None, "US", "GB", "IN", "DE", "BR", "CA", "JM"])
+def test_e164_agrees_with_libphonenumber_on_a_mixed_table(region):
+    disagree = [(number, _verdict_of(e164, number, region), _verdict_of(_e164_by_libphonenumber, number, region))
+                for number in PHONE_TABLE
+                if _verdict_of(e164, number, region) != _verdict_of(_e164_by_libphonenumber, number, region)]
+    assert not disagree, disagree[:10]
+
+
+@pytest.mark.parametrize("region", [None, "US"])
+def test_e164_agrees_with_libphonenumber_on_every_nanp_region(region):
+    checked = 0
+    for example_region, digits in _nanp_examples():
+        for number in (f"+1{digits}", f"+1 ({digits[:3]}) {digits[3:6]}-{digits[6:]}", f"001{digits}",
+                       f"1{digits}", digits, f"+1{digits[:-1]}", f"+1{digits}5", f"1{digits[:-1]}9"):
+            assert _verdict_of(e164, number, region) == _verdict_of(_e164_by_libphonenumber, number, region), \
+                (example_region, number)
+            checked += 1
+    assert checked > 300
+
+
+def test_e164_agrees_with_libphonenumber_on_every_calling_code():
+    """The corpus of is_valid_number's test, in three spellings, with and without a region."""
+    for index, text in enumerate(_numbers_of_every_calling_code()):
+        if index % 7:  # a seventh of the corpus (about 35,000 numbers) keeps the test quick
+            continue
+        digits = text[1:]
+        for number, region in ((text, None), ("00" + digits, "GB"), (digits, None), (digits, "IN")):
+            assert _verdict_of(e164, number, region) == _verdict_of(_e164_by_libphonenumber, number, region), \
+                (number, region)
+
+
+def test_parse_international_is_phonenumbers_parse():
+    """The same PhoneNumber (leading zeros included), or None where parse raises."""
+    import random
+
+    import phonenumbers
+
+    from archive.identity import parse_international
+
+    rng = random.Random(20260511)
+    texts = list(_numbers_of_every_calling_code())
+    texts += ["+" + "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 22))) for _ in range(50_000)]
+    texts += ["+" + code + "0" * zeros + rest for code in ("39", "44", "225", "1", "7", "599", "800", "979")
+              for zeros in range(0, 6) for rest in ("", "0", "1", "12", "1234567", "123456789012")]
+    disagree = []
+    for text in texts:
+        try:
+            expected = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException:
+            expected = None
+        found = parse_international(text[1:])
+        same = found == expected and (found is None or (
+            found.italian_leading_zero, found.number_of_leading_zeros, found.extension, found.raw_input)
+            == (expected.italian_leading_zero, expected.number_of_leading_zeros, expected.extension,
+                expected.raw_input))
+        if not same:
+            disagree.append(text)
+    assert not disagree, disagree[:20]
+
+
+_PHONE_ALPHABET = "0123456789" * 4 + "+ ().-/" + "x#*,;a" + "\u0660\u0665\uff10\uff15\u00a0\u2013\u00b2"
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(st.one_of(
+    st.text(alphabet=_PHONE_ALPHABET, max_size=24),
+    st.builds(lambda prefix, code, rest: prefix + code + rest,
+              st.sampled_from(["+", "00", "", "+ ", "0", "+0", "++"]),
+              st.sampled_from(["1", "7", "20", "33", "39", "44", "49", "52", "55", "61", "62", "81", "86", "91",
+                               "225", "234", "262", "290", "351", "380", "599", "800", "870", "882", "971",
+                               "979", "998", "999"]),
+              st.text(alphabet="0123456789" * 6 + " -()", max_size=18))),
+       st.sampled_from([None, "US", "GB", "IN", "IT", "BR"]))
+def test_e164_property_agrees_with_libphonenumber(number, region):
+    assert _verdict_of(e164, number, region) == _verdict_of(_e164_by_libphonenumber, number, region)

@@ -571,3 +571,25 @@ def test_profile_defaults(name, compression, channels):
     profile = get_profile(name)
     assert profile.default_compression == compression
     assert sorted(profile.channels) == sorted(channels)
+
+
+@pytest.mark.parametrize("record", [
+    pytest.param({"channel": "sms", "to": "1", "body": "b", "campaign_id": 1}, id="all-archived"),
+    pytest.param({"channel": "sms", "to": "1", "media_urls": ["https://x"], "subject": None}, id="one-lost"),
+    pytest.param({"channel": "sms", "subject": None, "tenant": "t", "batch_date": "20240901"}, id="null-and-routing"),
+])
+@pytest.mark.parametrize("profile", ["clevertap", "braze"])
+def test_unarchived_content_check_takes_names_or_prepared_fields(profile, record):
+    """check_no_unarchived_content with the names as given (any iterable) and
+    with the frozen set archived_fields prepares: one verdict."""
+    from archive.profiles.base import archived_fields
+
+    def verdict(archived):
+        try:
+            get_profile(profile).check_no_unarchived_content(decode(record), archived)
+        except InvalidMessage as lost:
+            return lost.reason, lost.field
+        return None
+
+    names = ("to", "body", "provider", "campaign_id")
+    assert verdict(names) == verdict(list(names)) == verdict(archived_fields(names))

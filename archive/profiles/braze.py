@@ -11,7 +11,8 @@ from __future__ import annotations
 from archive import identity, keys
 from archive.envelope import Envelope, InvalidMessage, PAYLOAD_VERSION, sent_at_millis
 from archive.profiles.base import (
-    ArchiveEntry, BuildContext, Profile, as_string, message_id, project, push_platform, required_string,
+    ArchiveEntry, BuildContext, Profile, archived_fields, as_string, message_id, project, push_platform,
+    required_string,
 )
 
 CHANNEL_FOLDERS = {"email": "email", "push": "push", "sms": "sms", "mms": "sms"}
@@ -40,12 +41,15 @@ class BrazeProfile(Profile):
         "push": ("to", "payload"),
     }
 
+    _archived = {channel: archived_fields(
+                     fields + _COMMON_AFTER_DISPATCH + (("attachments",) if channel == "email" else ()) + _NAMES)
+                 for channel, fields in content_fields.items()}
+
     def build(self, envelope: Envelope, context: BuildContext) -> ArchiveEntry:
         self.check_channel(envelope)
         channel = envelope.channel
         fields = self.content_fields[channel]
-        trailing = _COMMON_AFTER_DISPATCH + (("attachments",) if channel == "email" else ()) + _NAMES
-        self.check_no_unarchived_content(envelope, fields + trailing)
+        self.check_no_unarchived_content(envelope, self._archived[channel])
         for name in self._required[channel]:
             if envelope.get(name) is None:
                 raise InvalidMessage(f"{name} is required by the braze profile for {channel}", name)

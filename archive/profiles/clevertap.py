@@ -13,7 +13,8 @@ from __future__ import annotations
 from archive import identity, keys
 from archive.envelope import Envelope, InvalidMessage, PAYLOAD_VERSION, sent_at_millis, year_month
 from archive.profiles.base import (
-    ArchiveEntry, BuildContext, Profile, as_int, message_id, project, push_platform, required_string,
+    ArchiveEntry, BuildContext, Profile, archived_fields, as_int, message_id, project, push_platform,
+    required_string,
 )
 
 CHANNEL_FOLDERS = {"email": "Email", "push": "Push", "sms": "Sms", "whatsapp": "WhatsApp"}
@@ -39,21 +40,24 @@ class CleverTapProfile(Profile):
         "whatsapp": ("to", "body"),
     }
 
+    _archived = {channel: archived_fields(fields + ("campaign_id", "campaign_name") + _JOURNEY_FIELDS)
+                 for channel, fields in content_fields.items()}
+
     def build(self, envelope: Envelope, context: BuildContext) -> ArchiveEntry:
         self.check_channel(envelope)
         channel = envelope.channel
         fields = self.content_fields[channel]
-        self.check_no_unarchived_content(
-            envelope, fields + ("campaign_id", "campaign_name") + _JOURNEY_FIELDS)
+        self.check_no_unarchived_content(envelope, self._archived[channel])
+        given = envelope.fields.get
         for name in self._required[channel]:
-            if envelope.get(name) is None:
+            if given(name) is None:
                 raise InvalidMessage(f"{name} is required by the clevertap profile for {channel}", name)
         if channel == "email":
             required_string(envelope, "from_address", self.name)
 
         sent = sent_at_millis(envelope, context.received_millis)
         month = year_month(envelope, sent)
-        campaign_id = as_int(envelope, "campaign_id") if envelope.get("campaign_id") is not None else None
+        campaign_id = as_int(envelope, "campaign_id") if given("campaign_id") is not None else None
         if campaign_id is None:
             raise InvalidMessage("campaign_id is required by the clevertap profile", "campaign_id")
         campaign_name = required_string(envelope, "campaign_name", self.name)
@@ -75,7 +79,7 @@ class CleverTapProfile(Profile):
         elif channel == "email":
             recipient = identity.email_address(to)
             for name in ("cc", "bcc"):  # archived as given, but each entry one address
-                identity.email_addresses(envelope.get(name), name)
+                identity.email_addresses(given(name), name)
         else:
             recipient = computed["to"] = identity.country_code_format(
                 identity.e164(to, context.default_region))
@@ -89,7 +93,7 @@ class CleverTapProfile(Profile):
         if user is not None:
             payload["user_id"] = user
         for name in ("journey_id", "journey_node_id"):
-            if envelope.get(name) is not None:
+            if given(name) is not None:
                 payload[name] = as_int(envelope, name)
         project(envelope, ("journey_name",), payload)
 
@@ -106,14 +110,15 @@ def _user_identity(envelope: Envelope):
     identities instead, or as well, but then they must agree: the payload's
     user_id and the push key's digest name the same identity.
     """
+    get = envelope.fields.get
     for name in ("device_identity", "customer_identity", "user_id"):
-        value = envelope.get(name)
+        value = get(name)
         if isinstance(value, str) and not value.strip():
             raise InvalidMessage(f"{name} is empty", name)
-    rule = envelope.get("device_identity")
+    rule = get("device_identity")
     if rule is None:
-        rule = envelope.get("customer_identity")
-    given = envelope.get("user_id")
+        rule = get("customer_identity")
+    given = get("user_id")
     if given is not None and rule is not None and str(given) != str(rule):
         raise InvalidMessage(
             "user_id must be the device identity if it exists, else the customer identity", "user_id")
