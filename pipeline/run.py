@@ -329,7 +329,7 @@ def streaming_pipeline(argv: list[str], kafka: bool = True):
     options = PipelineOptions(argv + streaming_options(argv, kafka))
     archive = options.view_as(ArchiveOptions)
     archive.store_spec()
-    if kafka and archive.local_runner == "flink" and "--runner" not in {a.split("=", 1)[0] for a in argv}:
+    if kafka and archive.local_runner == "flink" and _flag_value(argv, "--runner") is None:
         check_outputs_outside_memory(archive)
     tenants = archive.tenant_directory()
     archive.run_id = archive.run_id or new_run_id()
