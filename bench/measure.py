@@ -16,10 +16,12 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import statistics
 import subprocess
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 
 import psutil
@@ -196,24 +198,35 @@ def run_command(argv: list[str], messages: int, env: dict | None = None, timeout
 
 def in_processes(function, shares: list[tuple]) -> list:
     """`function(*share)` in a spawned process per share, side by side; their
-    return values, in order. Raises when one of them fails."""
+    return values, in order. Raises when one of them fails, with its traceback."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     processes = [context.Process(target=_return_through, args=(results, index, function, share))
                  for index, share in enumerate(shares)]
     for process in processes:
         process.start()
+    returned, failures = {}, []
+    for _ in processes:  # read before joining: a child blocks on a full queue until it is read
+        try:
+            index, ok, value = results.get(timeout=3600)
+        except queue.Empty:
+            break
+        (returned.__setitem__(index, value) if ok else failures.append(value))
     for process in processes:
         process.join()
-    if any(process.exitcode for process in processes):
-        raise RuntimeError(f"{function.__qualname__}: {sum(bool(p.exitcode) for p in processes)} of "
-                           f"{len(processes)} processes failed")
-    returned = dict(results.get(timeout=10) for _ in processes)
+    failed = sum(bool(process.exitcode) for process in processes)
+    if failures or failed or len(returned) != len(shares):
+        raise RuntimeError(f"{function.__qualname__}: {max(failed, len(failures))} of {len(processes)} "
+                           f"processes failed\n" + "\n".join(failures))
     return [returned[index] for index in range(len(shares))]
 
 
 def _return_through(results, index: int, function, share: tuple) -> None:
-    results.put((index, function(*share)))
+    try:
+        results.put((index, True, function(*share)))
+    except BaseException:  # noqa: BLE001 - the parent raises it, with this traceback
+        results.put((index, False, traceback.format_exc()))
+        raise
 
 
 def settle(max_seconds: float = 60.0, quiet_seconds: float = 1.0) -> float:

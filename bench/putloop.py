@@ -8,9 +8,13 @@ line, untimed), then PUTs them at `in-flight` requests at once, with the
 client the pipeline uses: obstore (the default; the store's direct path, built
 by `archive.direct` from the same options, so the same PUT: key, bytes,
 Content-Type, metadata, checksum, If-None-Match, no client retries) or
-aiobotocore (the client s3fs drives, for the fsspec path). Its rate is the
-store's and the client's ceiling at that concurrency. It prints one line,
-`BENCH {"put_seconds": ...}`: the longest process's PUT phase.
+aiobotocore (the client s3fs drives, for the fsspec path). A transient
+failure (throttling, 5xx, a timeout, a dropped connection) is retried with the
+pipeline's own RetryPolicy, as the pipeline would, and a retried PUT that finds
+its object already there counts as written; anything else fails the loop. Its
+rate is the store's and the client's ceiling at that concurrency. It prints
+one line, `BENCH {"put_seconds": ..., "put_retries": ...}`: the longest
+process's PUT phase and the retries of all of them.
 """
 
 from __future__ import annotations
@@ -25,8 +29,30 @@ import time
 
 from archive.archiver import Archiver
 from archive.backends import S3Backend
+from archive.errors import TRANSIENT, classify
+from archive.retry import RetryPolicy
 from archive.tenants import Destination
 from bench.measure import in_processes
+
+
+async def with_retries(put, retries: list, policy: RetryPolicy = RetryPolicy()) -> None:
+    """`await put()`, retried on transient errors as the pipeline's store does;
+    a retry that finds the object there means the first attempt landed."""
+    attempt = 0
+    while True:
+        try:
+            return await put()
+        except FileExistsError:
+            if not attempt:
+                raise
+            return None
+        except Exception as exc:  # noqa: BLE001 - classified, then retried or raised
+            error_class = classify(exc)
+            if error_class not in TRANSIENT or not policy.should_retry(error_class, attempt):
+                raise
+            attempt += 1
+            retries.append(error_class.value)
+            await asyncio.sleep(policy.backoff(attempt))
 
 
 def prepared(source: str, share: int, shares: int) -> list:
@@ -40,7 +66,8 @@ def prepared(source: str, share: int, shares: int) -> list:
     return requests
 
 
-async def put_all(requests: list, bucket: str, storage_options: dict, in_flight: int) -> float:
+async def put_all(requests: list, bucket: str, storage_options: dict, in_flight: int,
+                  retries: list) -> float:
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
@@ -55,14 +82,16 @@ async def put_all(requests: list, bucket: str, storage_options: dict, in_flight:
 
         async def worker():
             for request in queue:
-                await client.put_object(Bucket=bucket, Key=request.key, Body=request.data,
-                                        **backend.put_object_args(request.metadata))
+                await with_retries(lambda: client.put_object(
+                    Bucket=bucket, Key=request.key, Body=request.data, IfNoneMatch="*",
+                    **backend.put_object_args(request.metadata)), retries)
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(in_flight)))
         return time.monotonic() - started
 
 
-async def put_all_obstore(requests: list, bucket: str, storage_options: dict, in_flight: int) -> float:
+async def put_all_obstore(requests: list, bucket: str, storage_options: dict, in_flight: int,
+                          retries: list) -> float:
     from archive import direct
 
     backend = direct.plan(Destination(f"s3://{bucket}", storage_options), "direct").open()
@@ -70,17 +99,19 @@ async def put_all_obstore(requests: list, bucket: str, storage_options: dict, in
 
     async def worker():
         for request in queue:
-            await backend.put(request.key, request.data, request.metadata, create_only=True)
+            await with_retries(lambda: backend.put(request.key, request.data, request.metadata,
+                                                   create_only=True), retries)
     started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     return time.monotonic() - started
 
 
-def _one_process(args, share: int) -> float:
-    requests = prepared(args.source, share, args.processes)
+def _one_process(args, share: int) -> tuple[float, int]:
+    requests, retries = prepared(args.source, share, args.processes), []
     bucket = args.destination.removeprefix("s3://").strip("/")
     put = put_all_obstore if args.client == "obstore" else put_all
-    return asyncio.run(put(requests, bucket, json.loads(args.storage_options), args.in_flight))
+    seconds = asyncio.run(put(requests, bucket, json.loads(args.storage_options), args.in_flight, retries))
+    return seconds, len(retries)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=("obstore", "aiobotocore"), default="obstore",
                         help="the S3 client (default obstore, the pipeline's direct path)")
     args = parser.parse_args(argv)
-    seconds = in_processes(_one_process, [(args, share) for share in range(args.processes)])
-    print("BENCH " + json.dumps({"put_seconds": round(max(seconds), 3)}))
+    shares = in_processes(_one_process, [(args, share) for share in range(args.processes)])
+    print("BENCH " + json.dumps({"put_seconds": round(max(seconds for seconds, _ in shares), 3),
+                                 "put_retries": sum(retries for _, retries in shares)}))
     return 0
 
 
