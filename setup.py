@@ -12,7 +12,8 @@ setup(
     version="0.1.0",
     description="Archive outbound campaign messages (email, push, SMS, WhatsApp, MMS) to S3, Azure Blob or GCS",
     python_requires=">=3.10",
-    packages=find_packages(include=["archive", "archive.*", "pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    packages=find_packages(include=["archive", "archive.*", "pipeline", "pipeline.*", "transforms", "transforms.*",
+                                    "retrieval", "retrieval.*", "cli"]),
     package_data={"archive.schemas": ["*.json"]},
     install_requires=[
         "apache-beam==2.77.0",
@@ -33,7 +34,7 @@ setup(
         "confluent-kafka>=2.3",
         "google-cloud-pubsub>=2.20",
     ],
-    entry_points={"console_scripts": ["message-archiver = pipeline.run:main"]},
+    entry_points={"console_scripts": ["message-archiver = cli:main"]},
     extras_require={
         "dataflow": DATAFLOW,
         "test": DATAFLOW + [

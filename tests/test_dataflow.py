@@ -285,7 +285,7 @@ def test_the_installed_metadata_names_the_extras_and_the_script(installed):
     for plain in ("confluent-kafka", "google-cloud-pubsub"):  # the streaming commands need no extra
         assert re.search(rf"^Requires-Dist: {plain}\b(?!.*extra ==)", metadata, re.M)
     entry_points = (info / "entry_points.txt").read_text()
-    assert re.search(r"^message-archiver = pipeline\.run:main$", entry_points, re.M)
+    assert re.search(r"^message-archiver = cli:main$", entry_points, re.M)
 
 
 # --- the flex template's files ----------------------------------------------------------

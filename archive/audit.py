@@ -1,0 +1,219 @@
+"""What an archive says about itself: its keys read back, its index rows, who a search means.
+
+    object key ──parse_key──> KeyFields (profile, channel folder, recipient digest, group, message id, codec)
+    key + object bytes ──index_row──> IndexRow (one row of the audit index; never a plaintext recipient)
+    --email / --phone / --push_token ──person_digests──> the digests that person's keys and rows hold
+
+Both layouts are the seeds' (archive.profiles builds them; this reads them
+back), so an archive CleverTap or Braze wrote themselves reads the same way as
+ours:
+
+    clevertap  sent_messages/<Email|Push|Sms|WhatsApp>/<yyyymm>/<campaign_id>/<md5>/<message_id>.json<.lz4|.gz|.zst|>
+    braze      sent_messages/<email|push|sms>/<md5>/<campaign | canvas step | unassociated>/<dispatch_id>.json<...>
+
+The recipient digest is computed the way the profile computes it, so a person
+is found by what the key holds: the address lower-cased (IDNA domain) for
+email, the number in country-code digits (CleverTap) or E.164 (Braze), the
+push token lower-cased (Braze). CleverTap keys a push by the user's identity,
+not the token, so its rows also carry the token's own digest (as archived,
+case kept) in `push_token_md5`.
+
+Nothing here does I/O: `retrieval` lists, reads and writes; the pipeline's
+index sink builds the same rows from what it has just written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterable, Mapping
+
+from archive import encoding, identity
+from archive.envelope import InvalidMessage
+from archive.profiles.braze import CHANNEL_FOLDERS as _BRAZE_FOLDERS
+from archive.profiles.clevertap import CHANNEL_FOLDERS as _CLEVERTAP_FOLDERS
+
+ROOT = "sent_messages"
+_CLEVERTAP_CHANNELS = {folder: channel for channel, folder in _CLEVERTAP_FOLDERS.items()}
+_BRAZE_CHANNELS = {"email": "email", "push": "push", "sms": "sms"}
+assert set(_BRAZE_FOLDERS.values()) == set(_BRAZE_CHANNELS)
+_SUFFIXES = {codec.suffix: name for name, codec in encoding.CODECS.items()}
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class KeyFields:
+    """One archive object's key, read back."""
+
+    key: str
+    profile: str            # clevertap | braze
+    channel: str            # the channel its folder names (braze's sms folder holds mms too)
+    recipient_md5: str
+    group: str              # clevertap: campaign_id; braze: campaign, canvas step or "unassociated"
+    message_id: str         # clevertap message_id, braze dispatch_id
+    compression: str        # lz4 | gzip | zstd | none
+    year_month: str | None  # clevertap's yyyymm
+
+
+def parse_key(key: str) -> KeyFields | None:
+    """The fields of an archive object's key (relative to the destination), or
+    None for anything else under the bucket (an index file, an outcome)."""
+    parts = key.split("/")
+    if len(parts) < 5 or parts[0] != ROOT:
+        return None
+    name = parts[-1]
+    stem, dot, suffix = name.partition(".json")
+    if not dot or not stem or suffix not in _SUFFIXES:
+        return None
+    compression = _SUFFIXES[suffix]
+    if len(parts) == 6 and parts[1] in _CLEVERTAP_CHANNELS:
+        _, folder, month, campaign, digest, _ = parts
+        if len(month) == 6 and month.isdigit() and _is_md5(digest):
+            return KeyFields(key, "clevertap", _CLEVERTAP_CHANNELS[folder], digest, campaign, stem,
+                             compression, month)
+    if len(parts) == 5 and parts[1] in _BRAZE_CHANNELS:
+        _, folder, digest, group, _ = parts
+        if _is_md5(digest):
+            return KeyFields(key, "braze", _BRAZE_CHANNELS[folder], digest, group, stem, compression, None)
+    return None
+
+
+def _is_md5(text: str) -> bool:
+    return len(text) == 32 and _HEX.issuperset(text)
+
+
+# The audit index: one row per archived object. Strings and integers only (plus
+# the two times), so the Parquet schema in `retrieval.index` is this list.
+@dataclass(frozen=True)
+class IndexRow:
+    message_id: str
+    tenant: str
+    channel: str                  # email | push | sms | mms | whatsapp
+    profile: str
+    recipient_md5: str            # exactly as in the key
+    push_token_md5: str | None    # clevertap push: the token's own digest (its key holds the user's)
+    user_id: str | None
+    external_id: str | None
+    campaign_id: str | None
+    journey_id: str | None
+    canvas_id: str | None
+    canvas_step_id: str | None
+    sent_at_ms: int | None
+    archived_at_ms: int | None
+    date: str                     # yyyy-mm-dd of sent_at (UTC): the index's partition
+    key: str
+    bytes: int
+    sha256: str
+    compression: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+INDEX_FIELDS = tuple(f.name for f in fields(IndexRow))
+UNKNOWN_DATE = "unknown"
+
+
+def index_row(parsed: KeyFields, data: bytes, tenant: str, archived_at_ms: int | None = None,
+              payload: Mapping[str, Any] | None = None) -> IndexRow:
+    """The index row of one stored object: its key's fields, its bytes' size and
+    sha256, and the ids its payload holds (decompressed and read here when not
+    given). InvalidMessage when the bytes are not an archive object's JSON."""
+    if payload is None:
+        payload = read_payload(data, parsed.compression)
+    channel = parsed.channel
+    if parsed.profile == "braze" and channel == "sms" and payload.get("media_urls"):
+        channel = "mms"
+    sent = _sent_at_ms(parsed.profile, payload.get("sent_at"))
+    token_md5 = None
+    if parsed.profile == "clevertap" and channel == "push" and isinstance(payload.get("to"), str):
+        token_md5 = identity.md5_hex(payload["to"].strip(" "))
+    return IndexRow(
+        message_id=parsed.message_id, tenant=tenant, channel=channel, profile=parsed.profile,
+        recipient_md5=parsed.recipient_md5, push_token_md5=token_md5,
+        user_id=_text(payload.get("user_id")), external_id=_text(payload.get("external_id")),
+        campaign_id=_text(payload.get("campaign_id")), journey_id=_text(payload.get("journey_id")),
+        canvas_id=_text(payload.get("canvas_id")), canvas_step_id=_text(payload.get("canvas_step_id")),
+        sent_at_ms=sent, archived_at_ms=archived_at_ms,
+        date=_date(sent), key=parsed.key, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+        compression=parsed.compression)
+
+
+def read_payload(data: bytes, compression: str) -> dict[str, Any]:
+    """The archived JSON object inside an object's bytes; InvalidMessage when
+    they do not decompress to one strict JSON object."""
+    try:
+        text = encoding.get_codec(compression).decompress(data)
+        payload = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RuntimeError, OSError, EOFError) as exc:
+        raise InvalidMessage(f"the object is not {compression}-compressed JSON ({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise InvalidMessage("the object is not a JSON object")
+    return payload
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _sent_at_ms(profile: str, value: Any) -> int | None:
+    """CleverTap's sent_at is epoch milliseconds, Braze's unix seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    millis = int(value) if profile == "clevertap" else int(value * 1000)
+    return millis if 0 <= millis < 253402300800000 else None  # before year 10000
+
+
+def _date(millis: int | None) -> str:
+    if millis is None:
+        return UNKNOWN_DATE
+    return _dt.datetime.fromtimestamp(millis / 1000, _dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who a search is for, as the digests and ids the index holds. Built from
+    what the user typed; the plaintext never leaves this object."""
+
+    recipient_md5: frozenset[str] = frozenset()
+    push_token_md5: frozenset[str] = frozenset()
+    user_id: frozenset[str] = frozenset()
+    external_id: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.recipient_md5 or self.push_token_md5 or self.user_id or self.external_id)
+
+
+def person_digests(email: Iterable[str] = (), phone: Iterable[str] = (), push_token: Iterable[str] = (),
+                   user_id: Iterable[str] = (), external_id: Iterable[str] = (),
+                   default_region: str | None = None) -> Person:
+    """The digests under which each profile archived this person's messages.
+
+    email: both profiles hash the lower-cased address (IDNA domain). phone: the
+    E.164 number (Braze) and its country-code digits (CleverTap). push token:
+    Braze's key hashes it lower-cased; CleverTap's rows hold it as archived.
+    Raises InvalidMessage (naming the kind, never the value) for a value the
+    profiles would have refused.
+    """
+    recipients, tokens, users = set(), set(), set(user_id)
+    for value in email:
+        recipients.add(identity.md5_hex(identity.email_address(value, "email")))
+    for value in phone:
+        number = identity.e164(value, default_region, "phone")
+        recipients.add(identity.md5_hex(number))
+        recipients.add(identity.md5_hex(identity.country_code_format(number)))
+    for value in push_token:
+        token = identity.push_token(value, "push_token")
+        recipients.add(identity.md5_hex(token.lower()))
+        tokens.add(identity.md5_hex(token))
+    if any(not value for value in users) or any(not value for value in external_id):
+        raise InvalidMessage("an id to search for is empty")
+    return Person(frozenset(recipients), frozenset(tokens), frozenset(users), frozenset(external_id))

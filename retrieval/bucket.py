@@ -1,0 +1,118 @@
+"""One destination, opened for reading back: list, read, and the few writes retrieval makes.
+
+    --destination URL, --storage_options JSON ──Destination──check_transport──> fsspec filesystem + root
+    Bucket.objects()  ──> (key, size) under sent_messages/, keys relative to the destination
+    Bucket.read(key) / read_many(keys) ──> bytes (a thread pool: every fsspec client is safe to share)
+    Bucket.create(key, data) (refuses an existing key) · Bucket.remove(key) (erase only)
+
+The same transport rules as the pipeline's: only object-store protocols and
+local folders, plain HTTP to loopback only unless the user allows it, checked
+before any connection and again against the client that was built. Reads keep
+the client's own retries (a read changes nothing, so retrying it is safe).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import uuid
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from archive import backends
+from archive.audit import ROOT
+from archive.tenants import Destination, check_transport, redact_url
+
+
+class Bucket:
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None,
+                 allow_insecure_http: bool = False, destination: Destination | None = None):
+        self.destination = destination or Destination(url, dict(storage_options or {}), True, allow_insecure_http)
+        self.where = f"destination {redact_url(self.destination.url)}"
+        check_transport(self.destination, self.where)
+        self.fs, root = fsspec.core.url_to_fs(self.destination.url, **dict(self.destination.storage_options))
+        backends.check_client_transport(self.fs, self.destination, self.where)
+        self.root = root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.url = redact_url(self.destination.url).rstrip("/")
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if self.root else key
+
+    def key_of(self, path: str) -> str:
+        prefix = f"{self.root}/" if self.root else ""
+        return path[len(prefix):] if path.startswith(prefix) else path
+
+    def objects(self, prefix: str = ROOT) -> Iterator[tuple[str, int]]:
+        """Every object under `prefix` (a key prefix), as (key, size)."""
+        top = self.path(prefix)
+        try:
+            found = self.fs.find(top, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in sorted(found.items()):
+            if info.get("type", "file") != "directory":
+                yield self.key_of(path), int(info.get("size") or 0)
+
+    def read(self, key: str) -> bytes:
+        return self.fs.cat_file(self.path(key))
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    def read_many(self, keys: Iterable[str], workers: int = 32,
+                  progress: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes | BaseException]]:
+        """(key, bytes) for each key, `workers` reads at once, in no set order; a
+        read that fails yields its exception instead of ending the others."""
+        def one(key: str):
+            try:
+                return key, self.read(key)
+            except Exception as exc:  # noqa: BLE001 - reported per key by the caller
+                return key, exc
+        keys = list(keys)
+        done = 0
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, len(keys) or 1)),
+                                                   thread_name_prefix="retrieval-read") as pool:
+            pending: set = set()
+            iterator = iter(keys)
+            for key in iterator:  # a bounded window: a million keys never become a million futures
+                pending.add(pool.submit(one, key))
+                if len(pending) >= workers * 4:
+                    finished, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+                    for future in finished:
+                        done += 1
+                        yield future.result()
+                    if progress:
+                        progress(done)
+            for future in concurrent.futures.as_completed(pending):
+                done += 1
+                yield future.result()
+            if progress:
+                progress(done)
+
+    def create(self, key: str, data: bytes) -> None:
+        """Write a new object; FileExistsError when the key holds one already.
+        Retrieval's own files (index, manifests, erasure records) are named so
+        that no two runs share a key, and this refuses to replace one if they did."""
+        path = self.path(key)
+        if self.local:
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
+            temporary = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, path)  # fails on an existing name: never a replacement
+            finally:
+                os.unlink(temporary)
+            return
+        if self.fs.exists(path):
+            raise FileExistsError(f"{key} exists")
+        self.fs.pipe_file(path, data)
+
+    def remove(self, key: str) -> None:
+        self.fs.rm_file(self.path(key))

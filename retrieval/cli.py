@@ -1,0 +1,478 @@
+"""message-archiver's retrieval subcommands: find, show, verify, export, erase, index.
+
+    argv ──parse──> destinations (--destination/--storage_options, or each tenant of --tenants)
+         find     ── AuditIndex.find(person, campaign, dates) ──> table | --json
+         show     ── index row (or the key listing) ── Bucket.read ── decompress ──> pretty JSON | --raw bytes
+         verify   ── index rows ── read_many ── sha256 ──> missing / changed / not indexed, with counts
+         export   ── one person's rows ── read ──> zip: the objects' JSON, and an .eml per email
+         erase    ── one person's rows ──> (dry run) the plan | (--yes) objects removed, index rows
+                     rewritten without them, an erasure record without PII; locked objects left, reported
+         index rebuild ── list + read every object ──> this run's index files
+
+A person is named by what a compliance officer has: --email, --phone,
+--push_token, --user_id, --external_id (each may repeat); the plaintext is
+turned into the digests the keys hold (archive.audit.person_digests) and
+never printed, logged or written. Exit status: 0 done (found something, all
+verified); 1 nothing found, or verify found a problem, or erase left objects
+it could not remove; 2 a usage error (one line, no traceback); 3 the
+destination could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import random
+import sys
+import time
+import zipfile
+from typing import Any
+
+from archive import tenants as tenant_files
+from archive.audit import Person, parse_key, person_digests, read_payload
+from archive.envelope import InvalidMessage
+from archive.tenants import Destination, TenantConfigError
+from retrieval.bucket import Bucket
+from retrieval.eml import eml
+from retrieval.index import SCHEMA, AuditIndex, new_run_id, rebuild, table_bytes
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+COMMANDS = ("find", "show", "verify", "export", "erase", "index")
+ERASURES = "archive_erasures"
+
+
+class UsageError(ValueError):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse printed its one line (or the help)
+        return EXIT_OK if exit_.code == 0 else EXIT_USAGE
+    try:
+        targets = _targets(args)
+        return args.run(args, targets)
+    except (UsageError, TenantConfigError, InvalidMessage) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, PermissionError) as exc:
+        print(f"error: the destination could not be read ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_UNREADABLE
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="message-archiver", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, run, help_, person=False, filters=False):
+        sub = commands.add_parser(name, help=help_, description=help_)
+        _destination_flags(sub)
+        if person:
+            _person_flags(sub)
+        if filters:
+            sub.add_argument("--campaign_id", help="only this campaign's messages")
+            sub.add_argument("--channel", choices=("email", "push", "sms", "mms", "whatsapp"))
+            sub.add_argument("--since", type=_date, help="from this date (yyyy-mm-dd, UTC, included)")
+            sub.add_argument("--until", type=_date, help="up to this date (yyyy-mm-dd, UTC, included)")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+        sub.set_defaults(run=run)
+        return sub
+
+    find = command("find", _find, "messages of one person, a campaign or a date range", True, True)
+    find.add_argument("--limit", type=_positive, default=50, help="rows per page (default 50)")
+    find.add_argument("--page", type=_positive, default=1, help="which page (default 1)")
+    show = command("show", _show, "one message, decompressed and pretty-printed")
+    show.add_argument("message_id")
+    show.add_argument("--raw", metavar="PATH", help="write the object's original bytes to PATH ('-': stdout)")
+    verify = command("verify", _verify, "re-read objects and check them against the index", True, True)
+    verify.add_argument("--sample", type=_positive, help="check this many objects, chosen at random")
+    export = command("export", _export, "one person's messages as a zip (JSON, and .eml for email)", True, True)
+    export.add_argument("--output", required=True, help="the zip file to write (must not exist)")
+    erase = command("erase", _erase, "remove one person's messages (a dry run unless --yes)", True, True)
+    erase.add_argument("--yes", action="store_true", help="really remove them")
+    index = command("index", _index, "the audit index: rebuild it by reading the bucket")
+    index.add_argument("action", choices=("rebuild",))
+    index.add_argument("--workers", type=_positive, default=32, help="objects read at once (default 32)")
+    return parser
+
+
+def _destination_flags(parser):
+    parser.add_argument("--destination", help="the archive's URL: a folder, s3://, az://, gs://")
+    parser.add_argument("--storage_options", default="{}", help="fsspec storage options as JSON")
+    parser.add_argument("--tenants", help="a tenant file: every tenant's destination (instead of --destination)")
+    parser.add_argument("--tenant", default=None, help="only this tenant (with --tenants), or the name "
+                        "to index a --destination under (default: default)")
+    parser.add_argument("--allow_insecure_http", action="store_true",
+                        help="allow a plain-http endpoint off this machine")
+    parser.add_argument("--default_region", help="region of phone numbers given without a country code")
+
+
+def _person_flags(parser):
+    for flag, help_ in (("--email", "an email address"), ("--phone", "a phone number"),
+                        ("--push_token", "a push token"), ("--user_id", "a user id (CleverTap identity, Braze user)"),
+                        ("--external_id", "Braze's external id")):
+        parser.add_argument(flag, action="append", default=[], help=f"{help_} (may repeat)")
+
+
+def _date(text: str) -> str:
+    try:
+        return _dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as yyyy-mm-dd") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer")
+    return value
+
+
+def _targets(args) -> list[tuple[str, Bucket]]:
+    """(tenant, bucket) for each destination the command reads."""
+    if bool(args.destination) == bool(args.tenants):
+        raise UsageError("give exactly one of --destination and --tenants")
+    if args.destination:
+        try:
+            options = json.loads(args.storage_options or "{}")
+        except ValueError:
+            raise UsageError("--storage_options is not valid JSON") from None
+        if not isinstance(options, dict):
+            raise UsageError("--storage_options must be a JSON object")
+        destination = Destination(args.destination, options, True, args.allow_insecure_http)
+        return [(args.tenant or "default", Bucket(args.destination, destination=destination))]
+    directory = tenant_files.load(args.tenants)
+    chosen = [name for name in directory.tenants if args.tenant in (None, name)]
+    if not chosen:
+        raise UsageError("--tenant names no tenant of the --tenants file")
+    return [(name, Bucket(directory.tenants[name].destination.url,
+                          destination=directory.tenants[name].destination)) for name in chosen]
+
+
+def _person(args, required: bool) -> Person:
+    person = person_digests(args.email, args.phone, args.push_token, args.user_id, args.external_id,
+                            args.default_region)
+    if required and not person:
+        raise UsageError("name the person: --email, --phone, --push_token, --user_id or --external_id")
+    return person
+
+
+def _rows(args, targets, person: Person) -> list[tuple[Bucket, dict]]:
+    found = []
+    for tenant, bucket in targets:
+        table = AuditIndex(bucket).find(person or None, campaign_id=args.campaign_id, channel=args.channel,
+                                        since=args.since, until=args.until,
+                                        tenant=tenant if args.tenants else None)
+        found.extend((bucket, row) for row in table.to_pylist())
+    return found
+
+
+class _Progress:
+    def __init__(self, what: str, quiet: bool):
+        self.what, self.quiet, self.last = what, quiet, 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.quiet and (now - self.last >= 2 or done == total):
+            self.last = now
+            print(f"{self.what}: {done:,} of {total:,}", file=sys.stderr, flush=True)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+_TABLE = ("sent_at (UTC)", "channel", "message_id", "campaign / step", "bytes", "key")
+
+
+def _find(args, targets) -> int:
+    person = _person(args, required=False)
+    if not person and not (args.campaign_id or args.since or args.until or args.channel):
+        raise UsageError("name a person, or give --campaign_id, --channel, --since or --until")
+    rows = [row for _, row in _rows(args, targets, person)]
+    start = (args.page - 1) * args.limit
+    page = rows[start:start + args.limit]
+    if args.json:
+        _print_json({"count": len(rows), "page": args.page, "limit": args.limit,
+                     "rows": [_public(row) for row in page]})
+    else:
+        lines = [[_cell(_when(row["sent_at_ms"])), row["channel"], _cell(row["message_id"]),
+                  _cell(row["campaign_id"] or row["canvas_step_id"] or ""), str(row["bytes"]), _cell(row["key"])]
+                 for row in page]
+        _print_table(_TABLE, lines)
+        shown = f"{start + 1:,}-{start + len(page):,} of " if page else ""
+        print(f"{shown}{len(rows):,} message(s)", file=sys.stderr)
+    return EXIT_OK if rows else EXIT_FINDINGS
+
+
+def _show(args, targets) -> int:
+    for tenant, bucket in targets:
+        row = _locate(bucket, tenant if args.tenants else None, args.message_id)
+        if row is None:
+            continue
+        data = bucket.read(row["key"])
+        if args.raw:
+            if args.raw == "-":
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            else:
+                with open(args.raw, "xb") as handle:
+                    handle.write(data)
+            return EXIT_OK
+        payload = read_payload(data, row["compression"])
+        if args.json:
+            _print_json({"key": row["key"], "sha256": hashlib.sha256(data).hexdigest(), "payload": payload})
+        else:
+            print(f"# {bucket.url}/{row['key']}  sha256 {hashlib.sha256(data).hexdigest()}", file=sys.stderr)
+            print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print("no message with that id", file=sys.stderr)
+    return EXIT_FINDINGS
+
+
+def _locate(bucket: Bucket, tenant: str | None, message_id: str) -> dict | None:
+    """The index row of a message id, or, without an index, its key found by listing."""
+    index = AuditIndex(bucket)
+    rows = index.find(message_id=message_id, tenant=tenant).to_pylist()
+    if rows:
+        return rows[-1]
+    if index.files():
+        return None
+    for key, _ in bucket.objects():
+        parsed = parse_key(key)
+        if parsed is not None and parsed.message_id == message_id:
+            return {"key": key, "compression": parsed.compression}
+    return None
+
+
+def _verify(args, targets) -> int:
+    person = _person(args, required=False)
+    report: dict[str, Any] = {"checked": 0, "ok": 0, "missing": [], "changed": [], "unreadable": [],
+                              "not_indexed": []}
+    for tenant, bucket in targets:
+        rows = [row for b, row in _rows(args, [(tenant, bucket)], person)]
+        if args.sample and len(rows) > args.sample:
+            rows = random.Random().sample(rows, args.sample)
+        expected = {row["key"]: row["sha256"] for row in rows}
+        for key, data in bucket.read_many(expected, progress=_progress_for(args, "verify", len(expected))):
+            report["checked"] += 1
+            if isinstance(data, FileNotFoundError):
+                report["missing"].append(key)
+            elif isinstance(data, BaseException):
+                report["unreadable"].append(key)
+            elif hashlib.sha256(data).hexdigest() != expected[key]:
+                report["changed"].append(key)
+            else:
+                report["ok"] += 1
+        if not (person or args.sample or args.campaign_id or args.channel or args.since or args.until):
+            indexed = {row["key"] for row in AuditIndex(bucket).find().to_pylist()} if expected else set()
+            report["not_indexed"].extend(key for key, _ in bucket.objects()
+                                         if parse_key(key) is not None and key not in indexed)
+    problems = sum(len(report[name]) for name in ("missing", "changed", "unreadable", "not_indexed"))
+    if args.json:
+        _print_json({**{k: sorted(v) if isinstance(v, list) else v for k, v in report.items()},
+                     "counts": {name: len(report[name]) for name in ("missing", "changed", "unreadable",
+                                                                     "not_indexed")}})
+    else:
+        print(f"checked {report['checked']:,}: {report['ok']:,} ok, {len(report['missing']):,} missing, "
+              f"{len(report['changed']):,} changed, {len(report['unreadable']):,} unreadable, "
+              f"{len(report['not_indexed']):,} not in the index")
+        for name in ("missing", "changed", "unreadable", "not_indexed"):
+            for key in sorted(report[name]):
+                print(f"  {name}: {key}")
+    return EXIT_FINDINGS if problems else EXIT_OK
+
+
+def _progress_for(args, what: str, total: int):
+    progress = _Progress(what, args.quiet or args.json)
+    return lambda done: progress(done, total)
+
+
+def _export(args, targets) -> int:
+    person = _person(args, required=True)
+    rows = _rows(args, targets, person)
+    if not rows:
+        print("no messages for that person", file=sys.stderr)
+        return EXIT_FINDINGS
+    manifest, problems = [], 0
+    try:
+        handle = open(args.output, "xb")
+    except FileExistsError:
+        raise UsageError("--output exists: choose a new file") from None
+    with handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+        by_key = {row["key"]: (bucket, row) for bucket, row in rows}
+        for index, (bucket, row) in enumerate(by_key.values()):
+            try:
+                data = bucket.read(row["key"])
+            except FileNotFoundError:
+                problems += 1
+                manifest.append({"key": row["key"], "status": "missing"})
+                continue
+            status = "ok" if hashlib.sha256(data).hexdigest() == row["sha256"] else "changed"
+            problems += status != "ok"
+            payload = read_payload(data, row["compression"])
+            stem = f"{row['channel']}/{row['date']}-{row['message_id']}"
+            archive.writestr(f"{stem}.json", json.dumps(payload, indent=2, ensure_ascii=False))
+            files = [f"{stem}.json"]
+            if row["channel"] == "email":
+                archive.writestr(f"{stem}.eml", eml(payload, row["profile"], row["key"], row["sha256"]))
+                files.append(f"{stem}.eml")
+            manifest.append({"key": row["key"], "sha256": row["sha256"], "status": status, "files": files})
+            _Progress("export", args.quiet or args.json)(index + 1, len(by_key))
+        archive.writestr("manifest.json", json.dumps({"exported_at": _now_iso(), "messages": manifest}, indent=2))
+    summary = {"output": args.output, "messages": len(manifest), "problems": problems}
+    _print_json(summary) if args.json else print(f"wrote {len(manifest):,} message(s) to {args.output}"
+                                                 + (f"; {problems} missing or changed" if problems else ""))
+    return EXIT_FINDINGS if problems else EXIT_OK
+
+
+def _erase(args, targets) -> int:
+    person = _person(args, required=True)
+    plan = _rows(args, targets, person)
+    outcome: dict[str, Any] = {"dry_run": not args.yes, "objects": len(plan), "removed": 0, "already_gone": 0,
+                               "locked": [], "index_rows_removed": 0, "erasure_records": []}
+    if args.yes:
+        for tenant, bucket in targets:
+            mine = [row for b, row in plan if b is bucket]
+            if not mine:
+                continue
+            removed_keys = set()
+            for row in mine:
+                lock = _lock_of(bucket, row["key"])
+                if lock:
+                    outcome["locked"].append({"key": row["key"], "lock": lock})
+                    continue
+                try:
+                    bucket.remove(row["key"])
+                    outcome["removed"] += 1
+                except FileNotFoundError:
+                    outcome["already_gone"] += 1
+                except PermissionError:
+                    outcome["locked"].append({"key": row["key"], "lock": "refused by the store"})
+                    continue
+                removed_keys.add(row["key"])
+            outcome["index_rows_removed"] += _drop_index_rows(bucket, person, removed_keys)
+            outcome["erasure_records"].append(_record_erasure(bucket, tenant, removed_keys, outcome["locked"]))
+    if args.json:
+        _print_json({**outcome, "keys": sorted(row["key"] for _, row in plan)})
+    else:
+        verb = "would remove" if not args.yes else "removed"
+        count = len(plan) if not args.yes else outcome["removed"] + outcome["already_gone"]
+        print(f"{verb} {count:,} object(s) and their index rows")
+        for _, row in plan:
+            print(f"  {row['key']}")
+        for locked in outcome["locked"]:
+            print(f"  left (locked: {locked['lock']}): {locked['key']}")
+        if not args.yes:
+            print("dry run: nothing was removed; run again with --yes to erase", file=sys.stderr)
+    return EXIT_FINDINGS if outcome["locked"] or not plan else EXIT_OK
+
+
+def _lock_of(bucket: Bucket, key: str) -> str | None:
+    """Why the store would keep this object (S3 legal hold or retention in force), or None."""
+    try:
+        info = bucket.fs.info(bucket.path(key))
+    except FileNotFoundError:
+        return None
+    if str(info.get("ObjectLockLegalHoldStatus", "")).upper() == "ON":
+        return "legal hold"
+    until = info.get("ObjectLockRetainUntilDate")
+    if until is not None:
+        if isinstance(until, str):
+            until = _dt.datetime.fromisoformat(until.replace("Z", "+00:00"))
+        if until > _dt.datetime.now(_dt.timezone.utc):
+            return f"retention until {until.isoformat()}"
+    return None
+
+
+def _drop_index_rows(bucket: Bucket, person: Person, keys: set[str]) -> int:
+    """Rewrite each index file holding these objects' rows without them: the new
+    file is written first, the old one removed after, so a crash leaves a
+    duplicate (which readers fold) and never a lost row."""
+    if not keys:
+        return 0
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    index, removed = AuditIndex(bucket), 0
+    for file_key, _ in index.rows_by_file(person).items():
+        dataset = index.dataset([file_key])
+        table = dataset.to_table(columns=[n for n in SCHEMA.names if n not in ("tenant", "channel", "date")])
+        keep = pc.invert(pc.is_in(table.column("key"), value_set=pa.array(sorted(keys))))
+        kept = table.filter(keep)
+        removed += table.num_rows - kept.num_rows
+        if kept.num_rows == table.num_rows:
+            continue
+        if kept.num_rows:
+            folder, _, name = file_key.rpartition("/")
+            bucket.create(f"{folder}/erased-{new_run_id()}-{name}", table_bytes(kept))
+        bucket.remove(file_key)
+    return removed
+
+
+def _record_erasure(bucket: Bucket, tenant: str, removed: set[str], locked: list) -> str:
+    """An erasure record: when, how many, and a digest of the keys removed (the
+    keys hold recipient digests, so they are not listed)."""
+    run_id = new_run_id()
+    record = {"erased_at": _now_iso(), "tenant": tenant, "objects_removed": len(removed),
+              "objects_left_locked": len(locked),
+              "removed_keys_sha256": hashlib.sha256("\n".join(sorted(removed)).encode()).hexdigest()}
+    key = f"{ERASURES}/{run_id}.json"
+    bucket.create(key, json.dumps(record, indent=2).encode())
+    return key
+
+
+def _index(args, targets) -> int:
+    reports = []
+    for tenant, bucket in targets:
+        report = rebuild(bucket, tenant, workers=args.workers,
+                         progress=_Progress(f"index rebuild {tenant}", args.quiet or args.json))
+        reports.append({"tenant": tenant, **report.__dict__,
+                        "objects_per_second": round(report.objects / report.seconds, 1) if report.seconds else None})
+    if args.json:
+        _print_json({"rebuilt": reports})
+    else:
+        for r in reports:
+            print(f"{r['tenant']}: indexed {r['indexed']:,} of {r['objects']:,} objects in {r['seconds']:.1f} s "
+                  f"({r['files']} file(s)); unreadable {r['unreadable']}, not archive JSON {r['not_archive']}, "
+                  f"other keys {r['other_keys']}")
+    return EXIT_FINDINGS if any(r["unreadable"] or r["not_archive"] for r in reports) else EXIT_OK
+
+
+# --- output ----------------------------------------------------------------------------------
+
+def _public(row: dict) -> dict:
+    return {name: row[name] for name in SCHEMA.names if row.get(name) is not None}
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _when(millis: int | None) -> str:
+    if millis is None:
+        return "?"
+    return _dt.datetime.fromtimestamp(millis / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cell(text: str) -> str:
+    """One table cell: printable characters only (an id from a hostile input cannot move the cursor)."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def _print_table(header: tuple[str, ...], lines: list[list[str]]) -> None:
+    widths = [max([len(name)] + [len(line[i]) for line in lines]) for i, name in enumerate(header)]
+    for line in [list(header)] + lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,212 @@
+"""The audit index: Parquet files beside the objects, one row per archived object.
+
+    rows (archive.audit.IndexRow) ──write_rows──> <index>/tenant=T/channel=C/date=D/part-<run>-<n>.parquet
+    index_rebuild: Bucket.objects() ── read_many ── audit.index_row ──> write_rows (a new run's files)
+    AuditIndex.load(bucket).find(person, campaign, dates, ...) ──pyarrow.dataset, filters pushed down──> rows
+
+Hive-style partitions (tenant, channel, date) so a date range or a channel
+reads only its folders; within a file the rows are sorted by recipient digest,
+so Parquet's row-group statistics let a search for one person skip the rest.
+Every run writes files under names of its own (its run id): no run replaces
+another's. Two runs may index one object (a re-run, a rebuild beside the
+pipeline's rows): readers keep one row per key, the latest archived_at.
+`compact` merges a partition's small files into one and only then removes
+the files it merged. Never a plaintext recipient: digests and ids only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from archive.audit import INDEX_FIELDS, IndexRow, Person, index_row, parse_key
+from archive.envelope import InvalidMessage
+from retrieval.bucket import Bucket
+
+INDEX_PREFIX = "archive_index"
+PARTITIONS = ("tenant", "channel", "date")
+ROW_GROUP_ROWS = 50_000
+_STRING = pa.string()
+SCHEMA = pa.schema([
+    ("message_id", _STRING), ("tenant", _STRING), ("channel", _STRING), ("profile", _STRING),
+    ("recipient_md5", _STRING), ("push_token_md5", _STRING), ("user_id", _STRING), ("external_id", _STRING),
+    ("campaign_id", _STRING), ("journey_id", _STRING), ("canvas_id", _STRING), ("canvas_step_id", _STRING),
+    ("sent_at_ms", pa.int64()), ("archived_at_ms", pa.int64()), ("date", _STRING), ("key", _STRING),
+    ("bytes", pa.int64()), ("sha256", _STRING), ("compression", _STRING),
+])
+assert tuple(SCHEMA.names) == INDEX_FIELDS
+_FILE_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in PARTITIONS])
+
+
+def new_run_id() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def write_rows(bucket: Bucket, rows: Iterable[IndexRow], run_id: str, prefix: str = INDEX_PREFIX) -> list[str]:
+    """Write rows as one Parquet file per partition, named for this run; the keys written."""
+    groups: dict[tuple[str, str, str], list[IndexRow]] = {}
+    for row in rows:
+        groups.setdefault((row.tenant, row.channel, row.date), []).append(row)
+    written = []
+    for (tenant, channel, date), members in sorted(groups.items()):
+        members.sort(key=lambda r: (r.recipient_md5, r.key))
+        table = pa.Table.from_pylist([r.to_dict() for r in members], schema=SCHEMA).drop_columns(list(PARTITIONS))
+        key = f"{prefix}/{partition_path(tenant, channel, date)}/part-{run_id}-{len(written):05d}.parquet"
+        bucket.create(key, table_bytes(table))
+        written.append(key)
+    return written
+
+
+def partition_path(tenant: str, channel: str, date: str) -> str:
+    return f"tenant={_escape(tenant)}/channel={_escape(channel)}/date={_escape(date)}"
+
+
+def _escape(value: str) -> str:
+    # hive partition values are percent-decoded by pyarrow; a tenant name is a key segment already
+    return value.replace("%", "%25").replace("/", "%2F").replace("=", "%3D")
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=ROW_GROUP_ROWS, compression="zstd")
+    return sink.getvalue()
+
+
+@dataclass
+class RebuildReport:
+    objects: int = 0
+    indexed: int = 0
+    unreadable: int = 0          # a read failed
+    not_archive: int = 0         # bytes that are not an archive object's JSON
+    other_keys: int = 0          # under sent_messages/ but not in either layout
+    files: int = 0
+    seconds: float = 0.0
+
+
+def rebuild(bucket: Bucket, tenant: str, run_id: str | None = None, workers: int = 32,
+            prefix: str = INDEX_PREFIX, progress: Callable[[int, int], None] | None = None,
+            batch_rows: int = 200_000) -> RebuildReport:
+    """Index every archive object in the bucket by reading it (works on a bucket
+    CleverTap or Braze filled): its key's fields, its payload's ids, its bytes'
+    sha256. Writes this run's files; never touches another run's."""
+    started, report, run_id = time.monotonic(), RebuildReport(), run_id or new_run_id()
+    parsed = {}
+    for key, _ in bucket.objects():
+        fields = parse_key(key)
+        if fields is None:
+            report.other_keys += 1
+        else:
+            parsed[key] = fields
+    report.objects = len(parsed)
+    batch: list[IndexRow] = []
+    for key, data in bucket.read_many(list(parsed), workers,
+                                     progress and (lambda done: progress(done, report.objects))):
+        if isinstance(data, BaseException):
+            report.unreadable += 1
+            continue
+        try:
+            batch.append(index_row(parsed[key], data, tenant))
+        except InvalidMessage:
+            report.not_archive += 1
+            continue
+        if len(batch) >= batch_rows:
+            report.files += len(write_rows(bucket, batch, f"{run_id}-{report.indexed:09d}", prefix))
+            report.indexed += len(batch)
+            batch = []
+    if batch:
+        report.files += len(write_rows(bucket, batch, f"{run_id}-{report.indexed:09d}", prefix))
+        report.indexed += len(batch)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+class AuditIndex:
+    """The index of one destination, read with pyarrow.dataset."""
+
+    def __init__(self, bucket: Bucket, prefix: str = INDEX_PREFIX):
+        self.bucket, self.prefix = bucket, prefix
+        self.filesystem = pafs.PyFileSystem(pafs.FSSpecHandler(bucket.fs))
+        self.base = bucket.path(prefix)
+
+    def files(self) -> list[str]:
+        """The index's Parquet files, as keys."""
+        return [key for key, _ in self.bucket.objects(self.prefix) if key.endswith(".parquet")]
+
+    def dataset(self, files: list[str] | None = None) -> ds.Dataset | None:
+        paths = [self.bucket.path(key) for key in (self.files() if files is None else files)]
+        if not paths:
+            return None
+        return ds.dataset(paths, schema=SCHEMA, filesystem=self.filesystem, format="parquet",
+                          partitioning=ds.partitioning(pa.schema([(name, _STRING) for name in PARTITIONS]),
+                                                       flavor="hive"),
+                          partition_base_dir=self.base)
+
+    def find(self, person: Person | None = None, *, campaign_id: str | None = None, tenant: str | None = None,
+             channel: str | None = None, since: str | None = None, until: str | None = None,
+             message_id: str | None = None) -> pa.Table:
+        """Rows matching every given condition (a person matches on any of their
+        digests or ids), one per object key, ordered by sent_at. `since` and
+        `until` are dates (yyyy-mm-dd), both included."""
+        dataset = self.dataset()
+        if dataset is None:
+            return SCHEMA.empty_table()
+        condition = _conditions(person, campaign_id, tenant, channel, since, until, message_id)
+        table = dataset.to_table(columns=list(SCHEMA.names), filter=condition)
+        return latest_per_key(table).sort_by([("sent_at_ms", "ascending"), ("key", "ascending")])
+
+    def rows_by_file(self, person: Person) -> dict[str, pa.Table]:
+        """For erasure: each index file holding a row of this person, with its rows."""
+        found = {}
+        for key in self.files():
+            dataset = self.dataset([key])
+            table = dataset.to_table(filter=_conditions(person, None, None, None, None, None, None))
+            if table.num_rows:
+                found[key] = table
+        return found
+
+
+def latest_per_key(table: pa.Table) -> pa.Table:
+    if table.num_rows == 0:
+        return table
+    order = table.sort_by([("key", "ascending"), ("archived_at_ms", "descending")])
+    keys = order.column("key").to_pylist()
+    keep = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
+    return order.take(pa.array(keep, pa.int64())) if len(keep) != len(keys) else order
+
+
+def _conditions(person, campaign_id, tenant, channel, since, until, message_id):
+    clauses = []
+    if person:
+        either = []
+        for column in ("recipient_md5", "push_token_md5", "user_id", "external_id"):
+            values = getattr(person, column)
+            if values:
+                either.append(pc.field(column).isin(sorted(values)))
+        clause = either[0]
+        for other in either[1:]:
+            clause = clause | other
+        clauses.append(clause)
+    for column, value in (("campaign_id", campaign_id), ("tenant", tenant), ("channel", channel),
+                          ("message_id", message_id)):
+        if value is not None:
+            clauses.append(pc.field(column) == value)
+    if since:
+        clauses.append(pc.field("date") >= since)
+    if until:
+        clauses.append(pc.field("date") <= until)
+    if not clauses:
+        return None
+    condition = clauses[0]
+    for clause in clauses[1:]:
+        condition = condition & clause
+    return condition
