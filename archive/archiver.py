@@ -43,13 +43,15 @@ class ArchiveRequest:
     metadata: ObjectMetadata
     source: str | None = None
     profile: str = "clevertap"
+    payload: Mapping[str, Any] | None = None  # what `data` encodes: the audit index reads its ids
 
     # A frozen dataclass's own __init__ sets each field with object.__setattr__; one
     # update of the instance's dict does the same at a third of the cost (one per message).
     def __init__(self, message_id: str, tenant: str, channel: str, key: str, data: bytes,
-                 metadata: ObjectMetadata, source: str | None = None, profile: str = "clevertap"):
+                 metadata: ObjectMetadata, source: str | None = None, profile: str = "clevertap",
+                 payload: Mapping[str, Any] | None = None):
         self.__dict__.update(message_id=message_id, tenant=tenant, channel=channel, key=key, data=data,
-                             metadata=metadata, source=source, profile=profile)
+                             metadata=metadata, source=source, profile=profile, payload=payload)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class Archiver:
                                     hashlib.sha256(data).hexdigest(), rules.codec.name),
             source=source,
             profile=rules.profile.name,
+            payload=entry.payload,
         )
 
     def _rules_for(self, tenant: str) -> _TenantRules | None:

@@ -2,6 +2,7 @@
 
     object key ──parse_key──> KeyFields (profile, channel folder, recipient digest, group, message id, codec)
     key + object bytes ──index_row──> IndexRow (one row of the audit index; never a plaintext recipient)
+    IndexRows ──index_file──> one Parquet file's bytes, and the key it goes under (index_file_key)
     --email / --phone / --push_token ──person_digests──> the digests that person's keys and rows hold
 
 Both layouts are the seeds' (archive.profiles builds them; this reads them
@@ -18,8 +19,13 @@ push token lower-cased (Braze). CleverTap keys a push by the user's identity,
 not the token, so its rows also carry the token's own digest (as archived,
 case kept) in `push_token_md5`.
 
+The index is Parquet under `<destination>/archive_index/`, hive-style
+partitions by tenant, channel and date (of sent_at, UTC), each file named for
+the run that wrote it, its rows sorted by recipient digest so that row-group
+statistics let a search for one person skip the rest.
+
 Nothing here does I/O: `retrieval` lists, reads and writes; the pipeline's
-index sink builds the same rows from what it has just written.
+index sink (transforms.index) writes the same rows for what it has just archived.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from archive import encoding, identity
 from archive.envelope import InvalidMessage
@@ -117,7 +126,7 @@ UNKNOWN_DATE = "unknown"
 
 
 def index_row(parsed: KeyFields, data: bytes, tenant: str, archived_at_ms: int | None = None,
-              payload: Mapping[str, Any] | None = None) -> IndexRow:
+              payload: Mapping[str, Any] | None = None, sha256: str | None = None) -> IndexRow:
     """The index row of one stored object: its key's fields, its bytes' size and
     sha256, and the ids its payload holds (decompressed and read here when not
     given). InvalidMessage when the bytes are not an archive object's JSON."""
@@ -137,8 +146,51 @@ def index_row(parsed: KeyFields, data: bytes, tenant: str, archived_at_ms: int |
         campaign_id=_text(payload.get("campaign_id")), journey_id=_text(payload.get("journey_id")),
         canvas_id=_text(payload.get("canvas_id")), canvas_step_id=_text(payload.get("canvas_step_id")),
         sent_at_ms=sent, archived_at_ms=archived_at_ms,
-        date=_date(sent), key=parsed.key, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+        date=_date(sent), key=parsed.key, bytes=len(data), sha256=sha256 or hashlib.sha256(data).hexdigest(),
         compression=parsed.compression)
+
+
+INDEX_PREFIX = "archive_index"
+PARTITIONS = ("tenant", "channel", "date")
+ROWS_PER_FILE = 50_000
+_STRING = pa.string()
+INDEX_SCHEMA = pa.schema([
+    ("message_id", _STRING), ("tenant", _STRING), ("channel", _STRING), ("profile", _STRING),
+    ("recipient_md5", _STRING), ("push_token_md5", _STRING), ("user_id", _STRING), ("external_id", _STRING),
+    ("campaign_id", _STRING), ("journey_id", _STRING), ("canvas_id", _STRING), ("canvas_step_id", _STRING),
+    ("sent_at_ms", pa.int64()), ("archived_at_ms", pa.int64()), ("date", _STRING), ("key", _STRING),
+    ("bytes", pa.int64()), ("sha256", _STRING), ("compression", _STRING),
+])
+assert tuple(INDEX_SCHEMA.names) == INDEX_FIELDS
+FILE_COLUMNS = [name for name in INDEX_SCHEMA.names if name not in PARTITIONS]
+
+
+def partition_of(row: IndexRow) -> tuple[str, str, str]:
+    return row.tenant, row.channel, row.date
+
+
+def index_file_key(partition: tuple[str, str, str], name: str, prefix: str = INDEX_PREFIX) -> str:
+    """`<prefix>/tenant=T/channel=C/date=D/<name>.parquet`; the values are
+    escaped as pyarrow's hive partitioning reads them back."""
+    tenant, channel, date = (_escape(value) for value in partition)
+    return f"{prefix}/tenant={tenant}/channel={channel}/date={date}/{name}.parquet"
+
+
+def _escape(value: str) -> str:
+    return value.replace("%", "%25").replace("/", "%2F").replace("=", "%3D")
+
+
+def index_table(rows: Iterable[IndexRow]) -> pa.Table:
+    """Rows of one partition as a file's table: the partition columns left to the
+    folder names, sorted by recipient digest, then key."""
+    ordered = sorted(rows, key=lambda r: (r.recipient_md5, r.key))
+    return pa.Table.from_pylist([r.to_dict() for r in ordered], schema=INDEX_SCHEMA).select(FILE_COLUMNS)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=ROWS_PER_FILE, compression="zstd")
+    return sink.getvalue().to_pybytes()
 
 
 def read_payload(data: bytes, compression: str) -> dict[str, Any]:

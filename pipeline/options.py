@@ -73,6 +73,16 @@ class ArchiveOptions(PipelineOptions):
             help="Accept a plain http:// storage endpoint that is not loopback (true/false). "
                  "Default: false, archives travel over HTTPS.")
         parser.add_argument(
+            "--audit_index", default=True, type=_flag,
+            help="Write the audit index: a Parquet row per archived object (ids, digests, key, size, "
+                 "sha256; never a recipient) under <destination>/archive_index/, which `message-archiver "
+                 "find`, `verify`, `export` and `erase` read (true/false). Default: true.")
+        parser.add_argument(
+            "--audit_index_flush_seconds", type=float, default=60.0,
+            help="Streaming: the longest an archived object waits for its index file (a file per "
+                 "tenant, channel and day is written at least this often while rows arrive, or at "
+                 "50,000 rows). Default: 60.")
+        parser.add_argument(
             "--breaker_cooldown", type=float, default=30.0,
             help="Seconds a tenant's destination rests after it rejected our credentials before "
                  "one write probes it again (its other writes fail fast meanwhile). Default: 30.")

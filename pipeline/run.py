@@ -43,6 +43,7 @@ from pipeline.sources import ReadOutboundMessages, match_files  # noqa: E402
 from pipeline.streaming import build_streaming  # noqa: E402
 from pipeline.summary import archive_counters, refused_sinks, render, sink_counters  # noqa: E402
 from transforms.archive import ArchiveMessages  # noqa: E402
+from transforms.index import WriteAuditIndex  # noqa: E402
 
 _LOG = logging.getLogger("pipeline.run")
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
@@ -56,13 +57,17 @@ def build(pipeline: beam.Pipeline, options: ArchiveOptions, tenants=None):
     """Add the backfill graph to `pipeline`; returns the ArchiveResult. `tenants`: the
     tenant file already loaded (it is loaded from --tenants when not given)."""
     storage_options = options.parsed_storage_options()
+    tenants = tenants if tenants is not None else options.tenant_directory()
     result = (
         pipeline
         | "ReadMessages" >> ReadOutboundMessages(options.input_patterns(), storage_options, options.input_format)
-        | "Archive" >> ArchiveMessages(options.store_spec(), options.archiver_config(),
-                                       tenants if tenants is not None else options.tenant_directory())
+        | "Archive" >> ArchiveMessages(options.store_spec(), options.archiver_config(), tenants,
+                                       index=options.audit_index)
     )
     run_id = options.run_id or new_run_id()
+    if options.audit_index:
+        result.index_rows | "WriteAuditIndex" >> WriteAuditIndex(
+            options.store_spec(), tenants, run_id)
     spill = options.spill_folder(run_id)
     result.outcomes | "WriteOutcomes" >> WriteJsonLines(
         options.outcomes, "outcomes", storage_options, run_id=run_id, spill_folder=spill)

@@ -4,6 +4,7 @@
                                                                                └─ failed_to_archive > --failures
                                                      each verdict's outcome ─────────────────────> --outcomes
     positions of records whose verdict and outcome are both durable ─> CommitKafkaOffsets
+    an index row per ARCHIVED object ─> WriteAuditIndex ─> <destination>/archive_index/ (a file a minute)
 
 Each output is a Kafka topic (kafka://topic), a Pub/Sub topic
 (pubsub://projects/P/topics/T) or a folder of JSON Lines files. No record
@@ -31,6 +32,7 @@ from pipeline.options import new_run_id
 from pipeline.pubsub import PubSubTopicSink, ReadFromPubSubSubscription
 from pipeline.sinks import FolderSink, strict_json, strict_text
 from transforms.archive import ArchiveMessages
+from transforms.index import WriteAuditIndex
 from transforms.gate import GateDelivery, Released
 
 
@@ -214,9 +216,13 @@ def build_streaming(pipeline: beam.Pipeline, options, tenants=None):
             options.kafka_bootstrap_servers, options.kafka_topic, options.kafka_group, options.kafka_start)
     else:
         records = pipeline | "ReadPubSub" >> ReadFromPubSubSubscription(options.pubsub_subscription)
+    tenants = tenants if tenants is not None else options.tenant_directory()
     archived = records | "Archive" >> ArchiveMessages(
-        options.store_spec(), options.archiver_config(),
-        tenants if tenants is not None else options.tenant_directory(), emit_messages=True)
+        options.store_spec(), options.archiver_config(), tenants, emit_messages=True, index=options.audit_index)
+    if options.audit_index:  # a file per tenant, channel and day at least every flush_seconds
+        archived.index_rows | "WriteAuditIndex" >> WriteAuditIndex(
+            options.store_spec(), tenants, getattr(options, "run_id", None) or new_run_id(),
+            flush_seconds=options.audit_index_flush_seconds)
     # Each message reaches the gate with its own outcome: nothing to wait for.
     gated = archived.messages | "Gate" >> GateDelivery(options.gate_policy)
     done = (

@@ -14,6 +14,7 @@ the client's own retries (a read changes nothing, so retrying it is safe).
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as _dt
 import os
 import uuid
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -115,4 +116,64 @@ class Bucket:
         self.fs.pipe_file(path, data)
 
     def remove(self, key: str) -> None:
+        """Remove retrieval's own file (an index file it has rewritten)."""
         self.fs.rm_file(self.path(key))
+
+    def erase(self, key: str) -> tuple[int, str | None]:
+        """Remove an archive object for good: every version of it where the store
+        keeps versions (an S3 bucket with Object Lock or versioning keeps the bytes
+        behind a plain DELETE's delete marker). Returns (versions removed, None),
+        or (versions removed, why the rest were left): a legal hold, a retention
+        date in force, or the store's refusal. A version under lock is never
+        touched: its lock is read first, and the store would refuse it anyway."""
+        if self.destination.protocol in ("s3", "s3a"):
+            return self._erase_s3(key)
+        try:
+            self.fs.rm_file(self.path(key))
+        except FileNotFoundError:
+            return 0, None
+        except PermissionError:
+            return 0, "refused by the store"
+        return 1, None
+
+    def _erase_s3(self, key: str) -> tuple[int, str | None]:
+        bucket, _, object_key = self.path(key).partition("/")
+        listed = self.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=object_key)
+        versions = [v for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])
+                    if v["Key"] == object_key]
+        if not versions:  # a bucket without versioning answers with a null version; or nothing is there
+            versions = [{"VersionId": None}] if self.fs.exists(self.path(key)) else []
+        removed = 0
+        for version in versions:
+            version_id = version.get("VersionId")
+            target = {"Bucket": bucket, "Key": object_key, **({"VersionId": version_id} if version_id else {})}
+            if "ETag" in version or version_id is None:  # an object version, not a delete marker
+                lock = self._s3_lock(target)
+                if lock:
+                    return removed, lock
+            try:
+                self.fs.call_s3("delete_object", **target)
+            except PermissionError:
+                return removed, "refused by the store"
+            removed += 1
+        return removed, None
+
+    def _s3_lock(self, target: dict) -> str | None:
+        try:
+            head = self.fs.call_s3("head_object", **target)
+        except FileNotFoundError:
+            return None
+        if str(head.get("ObjectLockLegalHoldStatus", "")).upper() == "ON":
+            return "legal hold"
+        until = head.get("ObjectLockRetainUntilDate")
+        if until is not None and until > _dt.datetime.now(_dt.timezone.utc):
+            return f"retention until {until.isoformat()}"
+        return None
+
+    def hold(self, key: str, on: bool) -> None:
+        """S3 Object Lock legal hold on (or off) an object's current version."""
+        if self.destination.protocol not in ("s3", "s3a"):
+            raise NotImplementedError("legal hold is implemented for S3 destinations")
+        bucket, _, object_key = self.path(key).partition("/")
+        self.fs.call_s3("put_object_legal_hold", Bucket=bucket, Key=object_key,
+                        LegalHold={"Status": "ON" if on else "OFF"})

@@ -5,8 +5,9 @@
          show     ── index row (or the key listing) ── Bucket.read ── decompress ──> pretty JSON | --raw bytes
          verify   ── index rows ── read_many ── sha256 ──> missing / changed / not indexed, with counts
          export   ── one person's rows ── read ──> zip: the objects' JSON, and an .eml per email
-         erase    ── one person's rows ──> (dry run) the plan | (--yes) objects removed, index rows
-                     rewritten without them, an erasure record without PII; locked objects left, reported
+         erase    ── one person's rows ──> (dry run) the plan | (--yes) objects removed (every version),
+                     index rows rewritten without them, an erasure record without PII; locked ones left, reported
+         hold / release ── one person's rows ──> S3 Object Lock legal hold on / off
          index rebuild ── list + read every object ──> this run's index files
 
 A person is named by what a compliance officer has: --email, --phone,
@@ -36,10 +37,11 @@ from archive.envelope import InvalidMessage
 from archive.tenants import Destination, TenantConfigError
 from retrieval.bucket import Bucket
 from retrieval.eml import eml
-from retrieval.index import SCHEMA, AuditIndex, new_run_id, rebuild, table_bytes
+from archive.audit import parquet_bytes
+from retrieval.index import SCHEMA, AuditIndex, new_run_id, rebuild
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
-COMMANDS = ("find", "show", "verify", "export", "erase", "index")
+COMMANDS = ("find", "show", "verify", "export", "erase", "hold", "release", "index")
 ERASURES = "archive_erasures"
 
 
@@ -98,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="the zip file to write (must not exist)")
     erase = command("erase", _erase, "remove one person's messages (a dry run unless --yes)", True, True)
     erase.add_argument("--yes", action="store_true", help="really remove them")
+    command("hold", _hold, "place an S3 Object Lock legal hold on one person's messages", True, True)
+    command("release", _release, "lift the legal hold from one person's messages", True, True)
     index = command("index", _index, "the audit index: rebuild it by reading the bucket")
     index.add_argument("action", choices=("rebuild",))
     index.add_argument("--workers", type=_positive, default=32, help="objects read at once (default 32)")
@@ -274,7 +278,7 @@ def _verify(args, targets) -> int:
             else:
                 report["ok"] += 1
         if not (person or args.sample or args.campaign_id or args.channel or args.since or args.until):
-            indexed = {row["key"] for row in AuditIndex(bucket).find().to_pylist()} if expected else set()
+            indexed = set(AuditIndex(bucket).find().column("key").to_pylist())
             report["not_indexed"].extend(key for key, _ in bucket.objects()
                                          if parse_key(key) is not None and key not in indexed)
     problems = sum(len(report[name]) for name in ("missing", "changed", "unreadable", "not_indexed"))
@@ -347,18 +351,11 @@ def _erase(args, targets) -> int:
                 continue
             removed_keys = set()
             for row in mine:
-                lock = _lock_of(bucket, row["key"])
+                versions, lock = bucket.erase(row["key"])
                 if lock:
                     outcome["locked"].append({"key": row["key"], "lock": lock})
                     continue
-                try:
-                    bucket.remove(row["key"])
-                    outcome["removed"] += 1
-                except FileNotFoundError:
-                    outcome["already_gone"] += 1
-                except PermissionError:
-                    outcome["locked"].append({"key": row["key"], "lock": "refused by the store"})
-                    continue
+                outcome["removed" if versions else "already_gone"] += 1
                 removed_keys.add(row["key"])
             outcome["index_rows_removed"] += _drop_index_rows(bucket, person, removed_keys)
             outcome["erasure_records"].append(_record_erasure(bucket, tenant, removed_keys, outcome["locked"]))
@@ -377,21 +374,34 @@ def _erase(args, targets) -> int:
     return EXIT_FINDINGS if outcome["locked"] or not plan else EXIT_OK
 
 
-def _lock_of(bucket: Bucket, key: str) -> str | None:
-    """Why the store would keep this object (S3 legal hold or retention in force), or None."""
-    try:
-        info = bucket.fs.info(bucket.path(key))
-    except FileNotFoundError:
-        return None
-    if str(info.get("ObjectLockLegalHoldStatus", "")).upper() == "ON":
-        return "legal hold"
-    until = info.get("ObjectLockRetainUntilDate")
-    if until is not None:
-        if isinstance(until, str):
-            until = _dt.datetime.fromisoformat(until.replace("Z", "+00:00"))
-        if until > _dt.datetime.now(_dt.timezone.utc):
-            return f"retention until {until.isoformat()}"
-    return None
+def _hold(args, targets) -> int:
+    return _legal_hold(args, targets, True)
+
+
+def _release(args, targets) -> int:
+    return _legal_hold(args, targets, False)
+
+
+def _legal_hold(args, targets, on: bool) -> int:
+    """Legal hold on (or off) each of one person's objects: `erase` leaves held objects,
+    and so does the store, whatever their retention."""
+    rows = _rows(args, targets, _person(args, required=True))
+    done, failed = 0, []
+    for bucket, row in rows:
+        try:
+            bucket.hold(row["key"], on)
+            done += 1
+        except NotImplementedError as exc:
+            raise UsageError(str(exc)) from None
+        except (OSError, ValueError) as exc:  # the bucket has no Object Lock, or refused
+            failed.append({"key": row["key"], "error": type(exc).__name__})
+    if args.json:
+        _print_json({"legal_hold": "ON" if on else "OFF", "objects": done, "failed": failed})
+    else:
+        print(f"legal hold {'placed on' if on else 'lifted from'} {done:,} object(s)")
+        for item in failed:
+            print(f"  not changed ({item['error']}; does the bucket have Object Lock?): {item['key']}")
+    return EXIT_FINDINGS if failed or not rows else EXIT_OK
 
 
 def _drop_index_rows(bucket: Bucket, person: Person, keys: set[str]) -> int:
@@ -413,7 +423,7 @@ def _drop_index_rows(bucket: Bucket, person: Person, keys: set[str]) -> int:
             continue
         if kept.num_rows:
             folder, _, name = file_key.rpartition("/")
-            bucket.create(f"{folder}/erased-{new_run_id()}-{name}", table_bytes(kept))
+            bucket.create(f"{folder}/erased-{new_run_id()}-{name}", parquet_bytes(kept))
         bucket.remove(file_key)
     return removed
 

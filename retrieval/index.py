@@ -17,7 +17,6 @@ the files it merged. Never a plaintext recipient: digests and ids only.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,25 +26,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from archive.audit import INDEX_FIELDS, IndexRow, Person, index_row, parse_key
+from archive.audit import (
+    INDEX_PREFIX, INDEX_SCHEMA, PARTITIONS, ROWS_PER_FILE, IndexRow, Person, index_file_key, index_row,
+    index_table, parquet_bytes, parse_key, partition_of,
+)
 from archive.envelope import InvalidMessage
 from retrieval.bucket import Bucket
 
-INDEX_PREFIX = "archive_index"
-PARTITIONS = ("tenant", "channel", "date")
-ROW_GROUP_ROWS = 50_000
-_STRING = pa.string()
-SCHEMA = pa.schema([
-    ("message_id", _STRING), ("tenant", _STRING), ("channel", _STRING), ("profile", _STRING),
-    ("recipient_md5", _STRING), ("push_token_md5", _STRING), ("user_id", _STRING), ("external_id", _STRING),
-    ("campaign_id", _STRING), ("journey_id", _STRING), ("canvas_id", _STRING), ("canvas_step_id", _STRING),
-    ("sent_at_ms", pa.int64()), ("archived_at_ms", pa.int64()), ("date", _STRING), ("key", _STRING),
-    ("bytes", pa.int64()), ("sha256", _STRING), ("compression", _STRING),
-])
-assert tuple(SCHEMA.names) == INDEX_FIELDS
-_FILE_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in PARTITIONS])
+SCHEMA = INDEX_SCHEMA
 
 
 def new_run_id() -> str:
@@ -53,33 +42,18 @@ def new_run_id() -> str:
 
 
 def write_rows(bucket: Bucket, rows: Iterable[IndexRow], run_id: str, prefix: str = INDEX_PREFIX) -> list[str]:
-    """Write rows as one Parquet file per partition, named for this run; the keys written."""
+    """Write rows as Parquet files, one per partition (and per ROWS_PER_FILE rows),
+    named for this run; the keys written."""
     groups: dict[tuple[str, str, str], list[IndexRow]] = {}
     for row in rows:
-        groups.setdefault((row.tenant, row.channel, row.date), []).append(row)
+        groups.setdefault(partition_of(row), []).append(row)
     written = []
-    for (tenant, channel, date), members in sorted(groups.items()):
-        members.sort(key=lambda r: (r.recipient_md5, r.key))
-        table = pa.Table.from_pylist([r.to_dict() for r in members], schema=SCHEMA).drop_columns(list(PARTITIONS))
-        key = f"{prefix}/{partition_path(tenant, channel, date)}/part-{run_id}-{len(written):05d}.parquet"
-        bucket.create(key, table_bytes(table))
-        written.append(key)
+    for partition, members in sorted(groups.items()):
+        for start in range(0, len(members), ROWS_PER_FILE):
+            key = index_file_key(partition, f"part-{run_id}-{len(written):05d}", prefix)
+            bucket.create(key, parquet_bytes(index_table(members[start:start + ROWS_PER_FILE])))
+            written.append(key)
     return written
-
-
-def partition_path(tenant: str, channel: str, date: str) -> str:
-    return f"tenant={_escape(tenant)}/channel={_escape(channel)}/date={_escape(date)}"
-
-
-def _escape(value: str) -> str:
-    # hive partition values are percent-decoded by pyarrow; a tenant name is a key segment already
-    return value.replace("%", "%25").replace("/", "%2F").replace("=", "%3D")
-
-
-def table_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, row_group_size=ROW_GROUP_ROWS, compression="zstd")
-    return sink.getvalue()
 
 
 @dataclass
@@ -147,7 +121,7 @@ class AuditIndex:
         if not paths:
             return None
         return ds.dataset(paths, schema=SCHEMA, filesystem=self.filesystem, format="parquet",
-                          partitioning=ds.partitioning(pa.schema([(name, _STRING) for name in PARTITIONS]),
+                          partitioning=ds.partitioning(pa.schema([(name, pa.string()) for name in PARTITIONS]),
                                                        flavor="hive"),
                           partition_base_dir=self.base)
 

@@ -44,6 +44,22 @@ def publish(broker, topic, values):
     assert producer.flush(30) == 0
 
 
+def indexed_keys(s3_server, bucket) -> set:
+    """The keys the destination's audit index names (retrieval reads it as a user would)."""
+    from retrieval.bucket import Bucket
+    from retrieval.index import AuditIndex
+    return set(AuditIndex(Bucket(f"s3://{bucket}", s3_server.storage_options())).find().column("key").to_pylist())
+
+
+def until_true(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return condition()
+
+
 class StreamingJob:
     def __init__(self, broker, s3_server, bucket, topic, endpoint_url=None, *extra, create_topics=True):
         self.topics = {name: f"{topic}-{name}" for name in ("deliveries", "failures", "outcomes")}
@@ -168,13 +184,20 @@ def test_strict_streaming_archives_every_message_and_delivers_only_the_archived(
     with FaultProxy(s3_server.endpoint_url) as proxy:
         # every SMS object is refused for good: those messages must not be delivered
         proxy.s3_error(400, "InvalidRequest", "refused by the test", None, method="PUT", path=r"/Sms/")
-        job = StreamingJob(broker, s3_server, bucket, topic, proxy.url, "--local_runner", local_runner)
+        job = StreamingJob(broker, s3_server, bucket, topic, proxy.url, "--local_runner", local_runner,
+                           "--audit_index_flush_seconds", "1")
         reader = Reader(broker, job.topics)
         publish(broker, topic, values)
         job.start()
         try:
             assert reader.until(lambda seen: len(seen["outcomes"]) >= len(values), 180), \
                 f"{len(reader.seen['outcomes'])} of {len(values)} outcomes"
+            # the audit index names exactly the archived objects, each once, within its flush time
+            archived_keys = {json.loads(m.value())["url"].split(bucket + "/", 1)[1]
+                             for m in reader.seen["outcomes"] if json.loads(m.value())["status"] == "ARCHIVED"}
+            assert archived_keys
+            assert until_true(lambda: indexed_keys(s3_server, bucket) == archived_keys, 60), \
+                (len(indexed_keys(s3_server, bucket)), len(archived_keys))
             # all decided: both outputs complete, and the offsets committed past everything
             assert reader.until(
                 lambda seen: len(seen["deliveries"]) + len(seen["failures"]) >= len(values), 60)
