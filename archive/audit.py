@@ -195,15 +195,22 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 def read_payload(data: bytes, compression: str) -> dict[str, Any]:
     """The archived JSON object inside an object's bytes; InvalidMessage when
-    they do not decompress to one strict JSON object."""
+    they do not decompress to one strict JSON object (no NaN, no duplicate keys)."""
     try:
         text = encoding.get_codec(compression).decompress(data)
-        payload = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RuntimeError, OSError, EOFError) as exc:
+        payload = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+    except (ValueError, RuntimeError, RecursionError, OSError, EOFError) as exc:
         raise InvalidMessage(f"the object is not {compression}-compressed JSON ({type(exc).__name__})") from None
     if not isinstance(payload, dict):
         raise InvalidMessage("the object is not a JSON object")
     return payload
+
+
+def _no_duplicates(pairs: list) -> dict:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("duplicate keys")
+    return found
 
 
 def _no_constant(name: str):

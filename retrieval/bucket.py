@@ -138,19 +138,23 @@ class Bucket:
 
     def _erase_s3(self, key: str) -> tuple[int, str | None]:
         bucket, _, object_key = self.path(key).partition("/")
-        listed = self.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=object_key)
-        versions = [v for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])
-                    if v["Key"] == object_key]
-        if not versions:  # a bucket without versioning answers with a null version; or nothing is there
-            versions = [{"VersionId": None}] if self.fs.exists(self.path(key)) else []
+        plain = {"Bucket": bucket, "Key": object_key}
+        status = self.fs.call_s3("get_bucket_versioning", Bucket=bucket).get("Status")
+        if status not in ("Enabled", "Suspended"):  # one copy: the object itself
+            if not self.fs.exists(self.path(key)):
+                return 0, None
+            targets = [plain]
+        else:  # every version and delete marker of exactly this key
+            listed = self.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=object_key)
+            targets = [{**plain, "VersionId": v["VersionId"], "_object": "ETag" in v}
+                       for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])
+                       if v["Key"] == object_key]
         removed = 0
-        for version in versions:
-            version_id = version.get("VersionId")
-            target = {"Bucket": bucket, "Key": object_key, **({"VersionId": version_id} if version_id else {})}
-            if "ETag" in version or version_id is None:  # an object version, not a delete marker
-                lock = self._s3_lock(target)
-                if lock:
-                    return removed, lock
+        for target in targets:
+            is_object = target.pop("_object", True)
+            lock = self._s3_lock(target) if is_object else None
+            if lock:
+                return removed, lock
             try:
                 self.fs.call_s3("delete_object", **target)
             except PermissionError:

@@ -66,9 +66,9 @@ PUBSUB = ["--pubsub_subscription", "projects/archiver-project/subscriptions/send
 
 # job, its flags, the transforms at the top of its graph, is it a stream
 JOBS = [
-    ("batch", None, {"ReadMessages", "Archive", "WriteOutcomes", "WriteDeadLetters"}, False),
-    ("kafka", KAFKA, {"ReadKafka", "Archive", "Gate", "Publish", "CommitOffsets"}, True),
-    ("pubsub", PUBSUB, {"ReadPubSub", "Archive", "Gate", "Publish"}, True),
+    ("batch", None, {"ReadMessages", "Archive", "WriteOutcomes", "WriteDeadLetters", "WriteAuditIndex"}, False),
+    ("kafka", KAFKA, {"ReadKafka", "Archive", "Gate", "Publish", "CommitOffsets", "WriteAuditIndex"}, True),
+    ("pubsub", PUBSUB, {"ReadPubSub", "Archive", "Gate", "Publish", "WriteAuditIndex"}, True),
 ]
 
 

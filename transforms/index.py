@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+import typing
 import uuid
 
 import apache_beam as beam
@@ -61,7 +62,8 @@ class WriteAuditIndex(beam.PTransform):
 
     def expand(self, rows):
         return (rows
-                | "ByPartition" >> beam.Map(lambda row: (partition_of(row), row))
+                | "ByPartition" >> beam.Map(lambda row: (partition_of(row), row)).with_output_types(
+                    typing.Tuple[typing.Tuple[str, str, str], typing.Any])  # a deterministic key coder
                 | "Batch" >> beam.GroupIntoBatches(self._rows_per_file,
                                                    max_buffering_duration_secs=self._flush_seconds)
                 | "WriteFiles" >> beam.ParDo(self._write))

@@ -1,0 +1,3 @@
+module emlcheck
+
+go 1.21
