@@ -276,3 +276,121 @@ def person_digests(email: Iterable[str] = (), phone: Iterable[str] = (), push_to
     if any(not value for value in users) or any(not value for value in external_id):
         raise InvalidMessage("an id to search for is empty")
     return Person(frozenset(recipients), frozenset(tokens), frozenset(users), frozenset(external_id))
+
+
+# --- manifests: a hash chain per tenant ---------------------------------------------------
+#
+# Per tenant, the pipeline writes a manifest an hour (a stream), or per run (a
+# backfill), or per MANIFEST_ENTRIES objects, whichever comes first: every key
+# it archived with its object's sha256, the sequence number of the manifest in its
+# tenant's chain, and the chain hash of the manifest before it. A manifest's
+# chain hash covers its tenant, sequence, the previous chain hash and the
+# hashes of its entries (sha256 of "key\nsha256"), so an erased entry can be
+# replaced by its entry hash (a tombstone, without the key that names the
+# recipient's digest) and the chain still verifies; a removed manifest leaves
+# a gap in the sequence, an edited one no longer hashes to what its successor
+# says, and an object re-written since shows another sha256 than its entry.
+
+MANIFEST_PREFIX = "archive_manifests"
+MANIFEST_ENTRIES = 100_000
+MANIFEST_VERSION = 1
+GENESIS = "0" * 64
+
+
+def entry_hash(key: str, sha256: str) -> str:
+    return hashlib.sha256(f"{key}\n{sha256}".encode("utf-8")).hexdigest()
+
+
+def chain_hash(tenant: str, sequence: int, previous: str, entry_hashes: Iterable[str]) -> str:
+    digest = hashlib.sha256(f"manifest v{MANIFEST_VERSION}\n{tenant}\n{sequence}\n{previous}\n".encode("utf-8"))
+    for value in entry_hashes:
+        digest.update(value.encode("ascii") + b"\n")
+    return digest.hexdigest()
+
+
+def manifest_key(tenant: str, sequence: int, prefix: str = MANIFEST_PREFIX) -> str:
+    return f"{prefix}/tenant={_escape(tenant)}/{sequence:012d}.json"
+
+
+def manifest_sequence(key: str) -> int | None:
+    name = key.rsplit("/", 1)[-1]
+    stem = name[:-len(".json")] if name.endswith(".json") else ""
+    return int(stem) if len(stem) == 12 and stem.isdigit() else None
+
+
+def manifest(tenant: str, sequence: int, previous: str, entries: Iterable[tuple[str, str]],
+             created_at: str, run_id: str) -> bytes:
+    """One manifest's bytes: strict JSON, entries sorted by key."""
+    listed = [{"key": key, "sha256": sha} for key, sha in sorted(entries)]
+    body = {"version": MANIFEST_VERSION, "tenant": tenant, "sequence": sequence, "previous": previous,
+            "chain": chain_hash(tenant, sequence, previous, (entry_hash(e["key"], e["sha256"]) for e in listed)),
+            "created_at": created_at, "run_id": run_id, "entries": listed}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def tombstoned(manifest_bytes: bytes, erased_keys: set[str], erasure: str) -> bytes:
+    """The manifest with each entry of `erased_keys` replaced by its entry hash and the
+    erasure record's key: the chain hash is unchanged, the key is gone."""
+    body = json.loads(manifest_bytes)
+    entries = []
+    for entry in body["entries"]:
+        if entry.get("key") in erased_keys:
+            entries.append({"erased": erasure, "entry": entry_hash(entry["key"], entry["sha256"])})
+        else:
+            entries.append(entry)
+    body["entries"] = entries
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass
+class ChainReport:
+    manifests: int = 0
+    entries: dict[str, str] | None = None      # key -> sha256, from every manifest that verified
+    erased: int = 0
+    problems: list[str] | None = None           # what breaks the chain, one sentence each
+
+    def __post_init__(self):
+        self.entries = {} if self.entries is None else self.entries
+        self.problems = [] if self.problems is None else self.problems
+
+
+def check_chain(tenant: str, manifests: Iterable[tuple[str, bytes]]) -> ChainReport:
+    """Verify one tenant's manifests, given as (key, bytes) in any order: each parses,
+    names its own tenant and sequence, hashes to its `chain`, links to its
+    predecessor's chain, and no sequence number is missing from 0 to the last."""
+    report = ChainReport()
+    by_sequence: dict[int, tuple[str, dict]] = {}
+    for key, data in manifests:
+        report.manifests += 1
+        sequence = manifest_sequence(key)
+        try:
+            body = json.loads(data, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+            hashes = [entry["entry"] if "erased" in entry else entry_hash(entry["key"], entry["sha256"])
+                      for entry in body["entries"]]
+            valid = (body["version"] == MANIFEST_VERSION and body["tenant"] == tenant
+                     and body["sequence"] == sequence
+                     and body["chain"] == chain_hash(tenant, sequence, body["previous"], hashes))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            valid = False
+        if not valid:
+            report.problems.append(f"{key}: does not hash to its own chain value (altered or not a manifest)")
+            continue
+        by_sequence[sequence] = (key, body)
+    if not by_sequence:
+        return report
+    previous = GENESIS
+    for sequence in range(max(by_sequence) + 1):
+        if sequence not in by_sequence:
+            report.problems.append(f"manifest {sequence} of tenant {tenant} is missing: the chain is broken")
+            previous = None
+            continue
+        key, body = by_sequence[sequence]
+        if previous is not None and body["previous"] != previous:
+            report.problems.append(f"{key}: does not follow the manifest before it")
+        previous = body["chain"]
+        for entry in body["entries"]:
+            if "erased" in entry:
+                report.erased += 1
+            else:
+                report.entries[entry["key"]] = entry["sha256"]
+    return report

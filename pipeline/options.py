@@ -75,13 +75,19 @@ class ArchiveOptions(PipelineOptions):
         parser.add_argument(
             "--audit_index", default=True, type=_flag,
             help="Write the audit index: a Parquet row per archived object (ids, digests, key, size, "
-                 "sha256; never a recipient) under <destination>/archive_index/, which `message-archiver "
-                 "find`, `verify`, `export` and `erase` read (true/false). Default: true.")
+                 "sha256; never a recipient) under <destination>/archive_index/, and the manifests' hash "
+                 "chain under <destination>/archive_manifests/, which `message-archiver find`, `verify`, "
+                 "`export` and `erase` read (true/false). Default: true.")
         parser.add_argument(
             "--audit_index_flush_seconds", type=float, default=60.0,
             help="Streaming: the longest an archived object waits for its index file (a file per "
                  "tenant, channel and day is written at least this often while rows arrive, or at "
                  "50,000 rows). Default: 60.")
+        parser.add_argument(
+            "--audit_manifest_seconds", type=float, default=3600.0,
+            help="Streaming: the longest an archived object waits for its manifest, the hash-chained "
+                 "list of keys and sha256s that `message-archiver verify` checks (one per tenant at "
+                 "least this often while objects arrive, or per 100,000 objects). Default: 3600.")
         parser.add_argument(
             "--breaker_cooldown", type=float, default=30.0,
             help="Seconds a tenant's destination rests after it rejected our credentials before "

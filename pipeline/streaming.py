@@ -222,7 +222,8 @@ def build_streaming(pipeline: beam.Pipeline, options, tenants=None):
     if options.audit_index:  # a file per tenant, channel and day at least every flush_seconds
         archived.index_rows | "WriteAuditIndex" >> WriteAuditIndex(
             options.store_spec(), tenants, getattr(options, "run_id", None) or new_run_id(),
-            flush_seconds=options.audit_index_flush_seconds)
+            flush_seconds=options.audit_index_flush_seconds, manifest_seconds=options.audit_manifest_seconds,
+            streaming=True)
     # Each message reaches the gate with its own outcome: nothing to wait for.
     gated = archived.messages | "Gate" >> GateDelivery(options.gate_policy)
     done = (

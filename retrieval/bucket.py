@@ -174,6 +174,31 @@ class Bucket:
             return f"retention until {until.isoformat()}"
         return None
 
+    def replace(self, key: str, data: bytes) -> str | None:
+        """Overwrite one of retrieval's own records in place (a manifest whose entries
+        were tombstoned): the new bytes, then every older S3 version removed, so the
+        old text does not live on behind the new. Returns why an old version was
+        left (a lock), or None."""
+        self.fs.pipe_file(self.path(key), data)
+        if self.destination.protocol not in ("s3", "s3a"):
+            return None
+        bucket, _, object_key = self.path(key).partition("/")
+        if self.fs.call_s3("get_bucket_versioning", Bucket=bucket).get("Status") not in ("Enabled", "Suspended"):
+            return None
+        listed = self.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=object_key)
+        for version in listed.get("Versions", []):
+            if version["Key"] != object_key or version.get("IsLatest"):
+                continue
+            target = {"Bucket": bucket, "Key": object_key, "VersionId": version["VersionId"]}
+            lock = self._s3_lock(target)
+            if lock:
+                return lock
+            try:
+                self.fs.call_s3("delete_object", **target)
+            except PermissionError:
+                return "refused by the store"
+        return None
+
     def hold(self, key: str, on: bool) -> None:
         """S3 Object Lock legal hold on (or off) an object's current version."""
         if self.destination.protocol not in ("s3", "s3a"):

@@ -35,6 +35,7 @@ from archive import tenants as tenant_files
 from archive.audit import Person, parse_key, person_digests, read_payload
 from archive.envelope import InvalidMessage
 from archive.tenants import Destination, TenantConfigError
+from retrieval import manifests
 from retrieval.bucket import Bucket
 from retrieval.eml import eml
 from archive.audit import parquet_bytes
@@ -265,15 +266,34 @@ def _locate(bucket: Bucket, tenant: str | None, message_id: str) -> dict | None:
     return None
 
 
+_FINDINGS = ("missing", "changed", "unreadable", "not_indexed", "not_in_manifest", "chain")
+
+
 def _verify(args, targets) -> int:
+    """Re-read objects against their recorded sha256. Unfiltered, also: every archive
+    object is in the index and in a manifest, and each tenant's manifests form an
+    unbroken chain (a manifest removed, altered or out of order)."""
     person = _person(args, required=False)
-    report: dict[str, Any] = {"checked": 0, "ok": 0, "missing": [], "changed": [], "unreadable": [],
-                              "not_indexed": []}
+    whole = not (person or args.sample or args.campaign_id or args.channel or args.since or args.until)
+    report: dict[str, Any] = {"checked": 0, "ok": 0, **{name: [] for name in _FINDINGS}, "manifests": 0,
+                              "erased_entries": 0}
     for tenant, bucket in targets:
         rows = [row for b, row in _rows(args, [(tenant, bucket)], person)]
         if args.sample and len(rows) > args.sample:
             rows = random.Random().sample(rows, args.sample)
         expected = {row["key"]: row["sha256"] for row in rows}
+        in_manifests: dict[str, str] | None = None
+        if whole:
+            chains = manifests.tenants_with_manifests(bucket)
+            for name in sorted(chains) if not args.tenants else [tenant] if tenant in chains else []:
+                chain = manifests.check(bucket, name, chains[name])
+                report["manifests"] += chain.manifests
+                report["erased_entries"] += chain.erased
+                report["chain"].extend(chain.problems)
+                in_manifests = {**(in_manifests or {}), **chain.entries}
+            for key, sha in (in_manifests or {}).items():
+                if expected.setdefault(key, sha) != sha:
+                    report["chain"].append(f"{key}: the index and its manifest disagree on its sha256")
         for key, data in bucket.read_many(expected, progress=_progress_for(args, "verify", len(expected))):
             report["checked"] += 1
             if isinstance(data, FileNotFoundError):
@@ -284,22 +304,29 @@ def _verify(args, targets) -> int:
                 report["changed"].append(key)
             else:
                 report["ok"] += 1
-        if not (person or args.sample or args.campaign_id or args.channel or args.since or args.until):
-            indexed = set(AuditIndex(bucket).find().column("key").to_pylist())
-            report["not_indexed"].extend(key for key, _ in bucket.objects()
-                                         if parse_key(key) is not None and key not in indexed)
-    problems = sum(len(report[name]) for name in ("missing", "changed", "unreadable", "not_indexed"))
+        if whole:
+            index = AuditIndex(bucket).find()
+            indexed = set(index.column("key").to_pylist())
+            if in_manifests is None and index.column("archived_at_ms").null_count < index.num_rows:
+                # the pipeline indexed objects here (a rebuild leaves archived_at empty): it chained them too
+                report["chain"].append(f"tenant {tenant}: no manifests, though the pipeline archived here")
+                in_manifests = {}
+            stored = [key for key, _ in bucket.objects() if parse_key(key) is not None]
+            report["not_indexed"].extend(key for key in stored if key not in indexed)
+            if in_manifests is not None:  # a bucket the pipeline never wrote has no chain to hold it to
+                report["not_in_manifest"].extend(key for key in stored if key not in in_manifests)
+    problems = sum(len(report[name]) for name in _FINDINGS)
     if args.json:
         _print_json({**{k: sorted(v) if isinstance(v, list) else v for k, v in report.items()},
-                     "counts": {name: len(report[name]) for name in ("missing", "changed", "unreadable",
-                                                                     "not_indexed")}})
+                     "counts": {name: len(report[name]) for name in _FINDINGS}})
     else:
         print(f"checked {report['checked']:,}: {report['ok']:,} ok, {len(report['missing']):,} missing, "
               f"{len(report['changed']):,} changed, {len(report['unreadable']):,} unreadable, "
-              f"{len(report['not_indexed']):,} not in the index")
-        for name in ("missing", "changed", "unreadable", "not_indexed"):
-            for key in sorted(report[name]):
-                print(f"  {name}: {key}")
+              f"{len(report['not_indexed']):,} not in the index, {len(report['not_in_manifest']):,} in no "
+              f"manifest; {report['manifests']:,} manifest(s), {len(report['chain']):,} chain problem(s)")
+        for name in _FINDINGS:
+            for item in sorted(report[name]):
+                print(f"  {name}: {item}")
     return EXIT_FINDINGS if problems else EXIT_OK
 
 
@@ -350,7 +377,8 @@ def _erase(args, targets) -> int:
     person = _person(args, required=True)
     plan = _rows(args, targets, person)
     outcome: dict[str, Any] = {"dry_run": not args.yes, "objects": len(plan), "removed": 0, "already_gone": 0,
-                               "locked": [], "index_rows_removed": 0, "erasure_records": []}
+                               "locked": [], "index_rows_removed": 0, "manifests_tombstoned": 0,
+                               "erasure_records": []}
     if args.yes:
         for tenant, bucket in targets:
             mine = [row for b, row in plan if b is bucket]
@@ -365,7 +393,12 @@ def _erase(args, targets) -> int:
                 outcome["removed" if versions else "already_gone"] += 1
                 removed_keys.add(row["key"])
             outcome["index_rows_removed"] += _drop_index_rows(bucket, person, removed_keys)
-            outcome["erasure_records"].append(_record_erasure(bucket, tenant, removed_keys, outcome["locked"]))
+            record = f"{ERASURES}/{new_run_id()}.json"
+            rewritten, kept = manifests.tombstone(bucket, removed_keys, record)
+            outcome["manifests_tombstoned"] += rewritten
+            outcome["locked"].extend({"key": key, "lock": f"manifest: {lock}"} for key, lock in kept)
+            _record_erasure(bucket, record, tenant, removed_keys, outcome["locked"], rewritten)
+            outcome["erasure_records"].append(record)
     if args.json:
         _print_json({**outcome, "keys": sorted(row["key"] for _, row in plan)})
     else:
@@ -435,16 +468,15 @@ def _drop_index_rows(bucket: Bucket, person: Person, keys: set[str]) -> int:
     return removed
 
 
-def _record_erasure(bucket: Bucket, tenant: str, removed: set[str], locked: list) -> str:
-    """An erasure record: when, how many, and a digest of the keys removed (the
-    keys hold recipient digests, so they are not listed)."""
-    run_id = new_run_id()
+def _record_erasure(bucket: Bucket, key: str, tenant: str, removed: set[str], locked: list,
+                    manifests_rewritten: int) -> None:
+    """An erasure record: when, how many, and a digest of the keys removed (the keys
+    hold recipient digests, so they are not listed; each tombstone in a manifest
+    names this record)."""
     record = {"erased_at": _now_iso(), "tenant": tenant, "objects_removed": len(removed),
-              "objects_left_locked": len(locked),
+              "objects_left_locked": len(locked), "manifests_tombstoned": manifests_rewritten,
               "removed_keys_sha256": hashlib.sha256("\n".join(sorted(removed)).encode()).hexdigest()}
-    key = f"{ERASURES}/{run_id}.json"
     bucket.create(key, json.dumps(record, indent=2).encode())
-    return key
 
 
 def _index(args, targets) -> int:

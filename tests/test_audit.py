@@ -198,3 +198,70 @@ def test_an_eml_carries_each_body_as_its_own_alternative_in_amp_order():
     assert message["Date"] == "Sat, 22 Jun 2024 07:42:34 +0000"
     assert message["Message-ID"] == "<d-1@braze.archive.invalid>"
     assert message["List-Unsubscribe"] == "<https://x.example/u>"
+
+
+# --- the manifests' hash chain -----------------------------------------------------------------
+
+def chain_of(count: int, tenant: str = "t1", entries_each: int = 3) -> list[tuple[str, bytes]]:
+    made, previous = [], audit.GENESIS
+    for sequence in range(count):
+        entries = [(f"sent_messages/sms/{'a' * 32}/c/m{sequence}-{i}.json.gz", f"{sequence:02d}{i:062d}")
+                   for i in range(entries_each)]
+        data = audit.manifest(tenant, sequence, previous, entries, "2026-12-07T00:00:00Z", "run")
+        previous = json.loads(data)["chain"]
+        made.append((audit.manifest_key(tenant, sequence), data))
+    return made
+
+
+def _edit(data: bytes, change) -> bytes:
+    body = json.loads(data)
+    change(body)
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("name, damage, words", [
+    ("a manifest removed", lambda c: c[:2] + c[3:], "manifest 2 of tenant t1 is missing"),
+    ("the first removed", lambda c: c[1:], "manifest 0 of tenant t1 is missing"),
+    ("an entry's sha256 changed", lambda c: c[:1] + [(c[1][0], _edit(c[1][1], lambda b: b["entries"][0].update(
+        sha256="f" * 64)))] + c[2:], "does not hash to its own chain value"),
+    ("an entry dropped", lambda c: c[:1] + [(c[1][0], _edit(c[1][1], lambda b: b["entries"].pop()))] + c[2:],
+     "does not hash to its own chain value"),
+    ("a manifest rewritten whole, its chain recomputed", lambda c: c[:1] + [(c[1][0], audit.manifest(
+        "t1", 1, json.loads(c[0][1])["chain"], [("k", "0" * 64)], "x", "forged"))] + c[2:],
+     "does not follow the manifest before it"),
+    ("a manifest of another tenant slipped in", lambda c: c[:1] + [(c[1][0], chain_of(2, "t2")[1][1])] + c[2:],
+     "does not hash to its own chain value"),
+    ("not JSON", lambda c: c[:1] + [(c[1][0], b"\xff{")] + c[2:], "does not hash to its own chain value"),
+    ("NaN inside", lambda c: c[:1] + [(c[1][0], c[1][1].replace(b'"sequence":1', b'"sequence":NaN'))] + c[2:],
+     "does not hash to its own chain value"),
+    ("renamed to another sequence", lambda c: c[:1] + [(audit.manifest_key("t1", 7), c[1][1])] + c[2:],
+     "does not hash to its own chain value"),
+])
+def test_a_broken_chain_is_found_and_said(name, damage, words):
+    report = audit.check_chain("t1", damage(chain_of(4)))
+    assert any(words in problem for problem in report.problems), (name, report.problems)
+
+
+def test_an_intact_chain_verifies_and_gives_every_entry():
+    report = audit.check_chain("t1", list(reversed(chain_of(4))))  # any order
+    assert report.problems == [] and report.manifests == 4 and len(report.entries) == 12
+
+
+def test_tombstones_keep_the_chain_verifiable_and_drop_the_key():
+    chain = chain_of(3)
+    erased = {json.loads(chain[1][1])["entries"][1]["key"]}
+    chain[1] = (chain[1][0], audit.tombstoned(chain[1][1], erased, "archive_erasures/e1.json"))
+    report = audit.check_chain("t1", chain)
+    assert report.problems == [] and report.erased == 1 and not erased & set(report.entries)
+    assert next(iter(erased)).encode() not in chain[1][1]
+    # a tombstone cannot hide a changed entry hash
+    forged = _edit(chain[1][1], lambda b: b["entries"][1].update(entry="0" * 64))
+    assert audit.check_chain("t1", [chain[0], (chain[1][0], forged), chain[2]]).problems
+
+
+@pytest.mark.parametrize("key, sequence", [
+    ("archive_manifests/tenant=a/000000000012.json", 12), ("archive_manifests/tenant=a/12.json", None),
+    ("archive_manifests/tenant=a/00000000001x.json", None), ("archive_manifests/tenant=a/000000000012.jsonx", None),
+])
+def test_manifest_sequence_numbers_read_back_only_from_their_own_names(key, sequence):
+    assert audit.manifest_sequence(key) == sequence

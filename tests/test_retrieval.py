@@ -271,6 +271,7 @@ def test_verify_catches_a_deleted_object_a_changed_byte_and_an_object_outside_th
     archive = archives(kind, "braze")
     status, clean = cli_json("verify", *archive.flags)
     assert status == 0 and clean["checked"] == clean["ok"] == len(archive.outcomes)
+    assert clean["manifests"] == 1 and clean["chain"] == [] and clean["not_in_manifest"] == []
     bucket = archive.bucket()
     deleted, changed, copied = (archive.key_of(o) for o in archive.outcomes[:3])
     data, deleted_data = bucket.read(changed), bucket.read(deleted)
@@ -285,10 +286,24 @@ def test_verify_catches_a_deleted_object_a_changed_byte_and_an_object_outside_th
         assert status == 1
         assert report["missing"] == [deleted] and report["changed"] == [changed]
         assert report["not_indexed"] == [stray] and report["unreadable"] == []
-        assert report["counts"] == {"missing": 1, "changed": 1, "unreadable": 0, "not_indexed": 1}
+        assert report["not_in_manifest"] == [stray] and report["chain"] == [] and report["manifests"] == 1
+        assert report["counts"] == {"missing": 1, "changed": 1, "unreadable": 0, "not_indexed": 1,
+                                    "not_in_manifest": 1, "chain": 0}
         assert report["ok"] == len(archive.outcomes) - 2
         status, sampled = cli_json("verify", *archive.flags, "--sample", "5")
         assert sampled["checked"] == 5
+        # the manifests: one altered byte, then the whole chain removed
+        (manifest,) = [key for key, _ in bucket.objects("archive_manifests")]
+        original = bucket.read(manifest)
+        bucket.fs.pipe_file(bucket.path(manifest), original.replace(b'"sha256":"', b'"sha256":"0', 1))
+        status, report = cli_json("verify", *archive.flags)
+        assert status == 1 and len(report["chain"]) == 1 and "does not hash" in report["chain"][0]
+        # nothing is vouched for now: every object stored (all but the deleted one, and the stray)
+        assert len(report["not_in_manifest"]) == len(archive.outcomes)
+        bucket.fs.rm_file(bucket.path(manifest))
+        status, report = cli_json("verify", *archive.flags)
+        assert status == 1 and report["chain"] == ["tenant default: no manifests, though the pipeline archived here"]
+        bucket.fs.pipe_file(bucket.path(manifest), original)
     finally:  # put the module's archive back as it was
         bucket.fs.rm_file(bucket.path(stray))
         bucket.fs.pipe_file(bucket.path(changed), data)
@@ -382,8 +397,11 @@ def test_erase_removes_exactly_one_persons_objects_and_index_rows_and_nothing_el
     assert after == before - theirs  # exactly theirs, nothing else
     status, found = cli_json("find", *archive.flags, "--email", person)
     assert status == 1 and found["count"] == 0
-    status, clean = cli_json("verify", *archive.flags)
-    assert status == 0 and clean["checked"] == len(archive.outcomes) - 3
+    status, clean = cli_json("verify", *archive.flags)  # the chain still holds, with three tombstones
+    assert status == 0 and clean["checked"] == len(archive.outcomes) - 3 and clean["erased_entries"] == 3
+    assert done["manifests_tombstoned"] == 1
+    for key, _ in archive.bucket().objects("archive_manifests"):
+        assert not any(k.encode() in archive.bucket().read(key) for k in theirs)
     (record_key,) = done["erasure_records"]
     record = archive.bucket().read(record_key).decode()
     assert json.loads(record)["objects_removed"] == 3

@@ -1,14 +1,24 @@
-"""WriteAuditIndex: the index rows of archived objects, as Parquet files beside them.
+"""WriteAuditIndex: the index rows of archived objects as Parquet files, and the manifests' hash chain.
 
     IndexRow (one per ARCHIVED outcome, from ArchiveMessages(index=True))
-      ── key by (tenant, channel, date) ── GroupIntoBatches(rows_per_file, flush_seconds)
-      ── _WriteIndexFn ──> <tenant's destination>/archive_index/tenant=T/channel=C/date=D/part-<run>-<id>.parquet
+      ├─ key by (tenant, channel, date) ── GroupIntoBatches(rows_per_file, flush_seconds) (a backfill:
+      │    GroupByKey, cut)  ── _WriteIndexFn ──> <destination>/archive_index/tenant=T/channel=C/date=D/part-….parquet
+      └─ (key, sha256) by tenant ── GroupIntoBatches(MANIFEST_ENTRIES, manifest_seconds) (a backfill: GroupByKey, cut)
+           ── _WriteManifestFn ──> <destination>/archive_manifests/tenant=T/<sequence>.json (the next link)
 
 A row exists only for an object the store confirmed (ARCHIVED), so the index
 never names an object that is not there. A backfill writes each partition's
 rows when the input ends; a stream flushes a partition's file every
 `flush_seconds` (a minute by default) or `rows_per_file` rows, whichever comes
 first (`message-archiver index compact` merges the small files later).
+
+Manifests (archive.audit) chain per tenant: each names the chain hash of the
+one before, found by listing the tenant's manifests once per worker and then
+followed; the next one is created only if its sequence number is free (a
+conditional create), so two workers never fork the chain: the loser reads
+the new head and takes the next number. They go through the tenant's store,
+with its Object Lock settings. A backfill writes one per tenant (or per
+100,000 objects), a stream one an hour.
 
 Files are created, never replaced: each name carries the run id and a random
 part, so a retried bundle adds a second file with the same rows (readers keep
@@ -20,6 +30,9 @@ rebuild` recreates their rows by reading them back.
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
 import logging
 import time
 import typing
@@ -28,7 +41,9 @@ import uuid
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from archive import audit
 from archive.audit import INDEX_PREFIX, ROWS_PER_FILE, index_file_key, index_table, parquet_bytes, partition_of
+from archive.errors import ErrorClass
 from archive.store import ObjectMetadata, ObjectStore, StoreSpec
 from archive.tenants import TenantDirectory
 
@@ -48,37 +63,89 @@ class WriteAuditIndex(beam.PTransform):
       prefix: the index's folder under each destination.
       rows_per_file, flush_seconds: a file's most rows, and (streaming) the
         longest a row waits for its file.
+      manifest_seconds: (streaming) the longest an object waits for its manifest.
+      streaming: the input is a stream: files and manifests are written as
+        they fill or time out, not once the input ends.
     """
 
     def __init__(self, store: StoreSpec, tenants: TenantDirectory | None, run_id: str, prefix: str = INDEX_PREFIX,
-                 rows_per_file: int = ROWS_PER_FILE, flush_seconds: float = 60.0):
+                 rows_per_file: int = ROWS_PER_FILE, flush_seconds: float = 60.0,
+                 manifest_seconds: float = 3600.0, streaming: bool = False):
         super().__init__()
+        self._streaming = streaming
         if tenants is None:  # one destination, as ArchiveMessages reads it
             destination = store.resolved()
             tenants = TenantDirectory.single(destination.url, destination.storage_options,
                                              allow_insecure_http=destination.allow_insecure_http)
         self._write = _WriteIndexFn(store, tenants, run_id, prefix)
+        self._manifest = _WriteManifestFn(store, tenants, run_id)
         self._rows_per_file, self._flush_seconds = rows_per_file, flush_seconds
+        self._manifest_seconds = manifest_seconds
 
     def expand(self, rows):
-        return (rows
-                | "ByPartition" >> beam.Map(lambda row: (partition_of(row), row)).with_output_types(
-                    typing.Tuple[typing.Tuple[str, str, str], typing.Any])  # a deterministic key coder
-                | "Batch" >> beam.GroupIntoBatches(self._rows_per_file,
-                                                   max_buffering_duration_secs=self._flush_seconds)
-                | "WriteFiles" >> beam.ParDo(self._write))
+        by_partition = rows | "ByPartition" >> beam.Map(lambda row: (partition_of(row), row)).with_output_types(
+            typing.Tuple[typing.Tuple[str, str, str], typing.Any])  # a deterministic key coder
+        by_tenant = rows | "ByTenant" >> beam.Map(lambda row: (row.tenant, (row.key, row.sha256))).with_output_types(
+            typing.Tuple[str, typing.Tuple[str, str]])
+        if self._streaming:  # a file when it is full or has waited long enough
+            files = by_partition | "Batch" >> beam.GroupIntoBatches(
+                self._rows_per_file, max_buffering_duration_secs=self._flush_seconds)
+            entries = by_tenant | "Entries" >> beam.GroupIntoBatches(
+                audit.MANIFEST_ENTRIES, max_buffering_duration_secs=self._manifest_seconds)
+        else:  # a backfill: everything once the input has ended (the FnApiRunner runs one
+            # GroupIntoBatches per pipeline, not two), cut into files of at most so many
+            files = by_partition | "Group" >> beam.GroupByKey() | "Cut" >> beam.FlatMap(
+                _chunks, self._rows_per_file)
+            entries = by_tenant | "GroupEntries" >> beam.GroupByKey() | "CutEntries" >> beam.FlatMap(
+                _chunks, audit.MANIFEST_ENTRIES)
+        return (files | "WriteFiles" >> beam.ParDo(self._write),
+                entries | "WriteManifests" >> beam.ParDo(self._manifest))
 
 
-class _WriteIndexFn(beam.DoFn):
+def _chunks(grouped, size: int):
+    key, values = grouped
+    chunk = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield key, chunk
+            chunk = []
+    if chunk:
+        yield key, chunk
+
+
+class _TenantStoresFn(beam.DoFn):
+    """A DoFn that writes to each tenant's destination through its own store."""
+
+    def __init__(self, store: StoreSpec, tenants: TenantDirectory, run_id: str):
+        self._spec, self._tenants, self._run_id = store, tenants, run_id
+
+    def setup(self):
+        self._stores: dict[str, ObjectStore] = {}
+
+    def teardown(self):
+        for store in getattr(self, "_stores", {}).values():
+            store.close()
+
+    def _store_for(self, tenant_name: str) -> ObjectStore:
+        store = self._stores.get(tenant_name)
+        if store is None:
+            tenant = self._tenants.lookup(tenant_name)
+            store = self._stores[tenant_name] = self._spec.for_destination(tenant.destination).open()
+        return store
+
+
+class _WriteIndexFn(_TenantStoresFn):
     def __init__(self, store: StoreSpec, tenants: TenantDirectory, run_id: str, prefix: str):
-        self._spec, self._tenants, self._run_id, self._prefix = store, tenants, run_id, prefix
+        super().__init__(store, tenants, run_id)
+        self._prefix = prefix
         self._files = Metrics.counter(METRICS_NAMESPACE, "files_written")
         self._rows = Metrics.counter(METRICS_NAMESPACE, "rows_written")
         self._failed = Metrics.counter(METRICS_NAMESPACE, "files_failed")
         self._failed_rows = Metrics.counter(METRICS_NAMESPACE, "rows_failed")
 
     def setup(self):
-        self._stores: dict[str, ObjectStore] = {}
+        super().setup()
         self._worker = uuid.uuid4().hex[:8]
         self._count = 0
 
@@ -102,13 +169,61 @@ class _WriteIndexFn(beam.DoFn):
                        key, len(rows), tenant, result.error_class.value if result.error_class else "unknown")
         return ()
 
-    def teardown(self):
-        for store in getattr(self, "_stores", {}).values():
-            store.close()
 
-    def _store_for(self, tenant_name: str) -> ObjectStore:
-        store = self._stores.get(tenant_name)
-        if store is None:
-            tenant = self._tenants.lookup(tenant_name)
-            store = self._stores[tenant_name] = self._spec.for_destination(tenant.destination).open()
-        return store
+class _WriteManifestFn(_TenantStoresFn):
+    """The next manifest of a tenant's chain, for a batch of (key, sha256)."""
+
+    _ATTEMPTS = 20  # other workers taking the next number this many times in a row: give up, loudly
+
+    def __init__(self, store: StoreSpec, tenants: TenantDirectory, run_id: str):
+        super().__init__(store, tenants, run_id)
+        self._written = Metrics.counter(METRICS_NAMESPACE, "manifests_written")
+        self._failed = Metrics.counter(METRICS_NAMESPACE, "manifests_failed")
+
+    def setup(self):
+        super().setup()
+        self._heads: dict[str, tuple[int, str]] = {}  # tenant -> (last sequence, its chain hash)
+
+    def process(self, batch):
+        tenant, entries = batch
+        entries = sorted(set(entries))
+        store = self._store_for(tenant)
+        for _ in range(self._ATTEMPTS):
+            sequence, previous = self._heads.get(tenant) or _chain_head(store, tenant)
+            sequence += 1
+            data = audit.manifest(tenant, sequence, previous, entries, _now_iso(), self._run_id)
+            result = store.write(audit.manifest_key(tenant, sequence), data,
+                                 ObjectMetadata(sha256=hashlib.sha256(data).hexdigest()))
+            if result.ok and not result.existed:
+                self._heads[tenant] = (sequence, json.loads(data)["chain"])
+                self._written.inc()
+                return ()
+            if result.ok or result.error_class is ErrorClass.CONFLICT:  # the number was taken: read the head
+                self._heads.pop(tenant, None)
+                continue
+            break
+        self._failed.inc()
+        _LOG.error("the manifest of %d objects of tenant %s could not be written (%s): the objects are "
+                   "archived and indexed; `message-archiver verify` lists them as in no manifest",
+                   len(entries), tenant, result.error_class.value if result.error_class else "unknown")
+        return ()
+
+
+def _chain_head(store: ObjectStore, tenant: str) -> tuple[int, str]:
+    """(sequence, chain hash) of the tenant's last manifest, or (-1, GENESIS) for none."""
+    folder = f"{store.root}/{audit.manifest_key(tenant, 0).rsplit('/', 1)[0]}"
+    store.fs.invalidate_cache(folder)  # another worker may have added one since the last look
+    try:
+        names = store.fs.ls(folder, detail=False)
+    except FileNotFoundError:
+        names = []
+    sequences = [s for s in (audit.manifest_sequence(str(n)) for n in names) if s is not None]
+    if not sequences:
+        return -1, audit.GENESIS
+    last = max(sequences)
+    body = json.loads(store.fs.cat_file(f"{store.root}/{audit.manifest_key(tenant, last)}"))
+    return last, body["chain"]
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
