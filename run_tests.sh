@@ -6,12 +6,15 @@
 #
 # Needs: python3 (3.10+), go, node/npm, java 17 and maven (to build or fetch the
 # test servers), and root for apt-get when the lz4/gzip/zstd command-line tools
-# are missing (the tests decompress archived objects with them).
+# (the tests decompress archived objects with them) or chromium (the web page's
+# tests) are missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
 for tool in lz4 gzip zstd; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+# the web page's tests run in a real headless browser: Debian's chromium (Playwright drives it)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "run_tests: installing ${missing[*]} from Debian's packages" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -33,6 +33,10 @@ setup(
         # the streaming sources and sinks (python -m pipeline.run --kafka_topic / --pubsub_subscription)
         "confluent-kafka>=2.3",
         "google-cloud-pubsub>=2.20",
+        # message-archiver serve: the read-only web page over an archive
+        "starlette>=0.37",
+        "jinja2>=3.1",
+        "uvicorn>=0.29",
     ],
     entry_points={"console_scripts": ["message-archiver = cli:main"]},
     extras_require={
@@ -51,6 +55,8 @@ setup(
             "aiohttp>=3.9",
             # the benchmark's plots (its smoke run is part of the tests)
             "matplotlib>=3.8",
+            # drives Debian's chromium (no browser download) in the web page's tests
+            "playwright>=1.40",
         ],
     },
 )

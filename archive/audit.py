@@ -70,7 +70,7 @@ def parse_key(key: str) -> KeyFields | None:
     """The fields of an archive object's key (relative to the destination), or
     None for anything else under the bucket (an index file, an outcome)."""
     parts = key.split("/")
-    if len(parts) < 5 or parts[0] != ROOT:
+    if len(parts) < 5 or parts[0] != ROOT or any(part in ("", ".", "..") for part in parts):
         return None
     name = parts[-1]
     stem, dot, suffix = name.partition(".json")

@@ -8,6 +8,7 @@
          erase    ── one person's rows ──> (dry run) the plan | (--yes) objects removed (every version),
                      index rows rewritten without them, an erasure record without PII; locked ones left, reported
          hold / release ── one person's rows ──> S3 Object Lock legal hold on / off
+         serve    ── retrieval.web: the same searches, a message view, verification, downloads, in a browser
          index rebuild ── list + read every object ──> this run's index files
 
 A person is named by what a compliance officer has: --email, --phone,
@@ -42,7 +43,7 @@ from archive.audit import parquet_bytes
 from retrieval.index import SCHEMA, AuditIndex, new_run_id, rebuild
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
-COMMANDS = ("find", "show", "verify", "export", "erase", "hold", "release", "index")
+COMMANDS = ("find", "show", "verify", "export", "erase", "hold", "release", "index", "serve")
 ERASURES = "archive_erasures"
 
 
@@ -110,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--yes", action="store_true", help="really remove them")
     command("hold", _hold, "place an S3 Object Lock legal hold on one person's messages", True, True)
     command("release", _release, "lift the legal hold from one person's messages", True, True)
+    serve = command("serve", _serve, "a read-only web page over the destination: search, view, verify, download")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); any "
+                       "other than loopback needs MESSAGE_ARCHIVER_TOKEN or MESSAGE_ARCHIVER_BASIC_AUTH")
+    serve.add_argument("--port", type=_positive, default=8080, help="port (default 8080)")
     index = command("index", _index, "the audit index: rebuild it by reading the bucket")
     index.add_argument("action", choices=("rebuild",))
     index.add_argument("--workers", type=_positive, default=32, help="objects read at once (default 32)")
@@ -477,6 +482,28 @@ def _record_erasure(bucket: Bucket, key: str, tenant: str, removed: set[str], lo
               "objects_left_locked": len(locked), "manifests_tombstoned": manifests_rewritten,
               "removed_keys_sha256": hashlib.sha256("\n".join(sorted(removed)).encode()).hexdigest()}
     bucket.create(key, json.dumps(record, indent=2).encode())
+
+
+def _serve(args, targets) -> int:
+    """The web page, until Ctrl-C. Credentials come from the environment (a flag's
+    value would show in every process listing)."""
+    import os
+
+    import uvicorn
+
+    from retrieval import web
+
+    token = os.environ.get("MESSAGE_ARCHIVER_TOKEN") or None
+    basic = os.environ.get("MESSAGE_ARCHIVER_BASIC_AUTH") or None
+    try:
+        web.check_exposure(args.host, token, basic)
+    except web.Refused as exc:
+        raise UsageError(str(exc)) from None
+    app = web.create_app(targets, token=token, basic_auth=basic, default_region=args.default_region)
+    print(f"serving {', '.join(b.url for _, b in targets)} on http://{args.host}:{args.port}/ (Ctrl-C stops)",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", server_header=False)
+    return EXIT_OK
 
 
 def _index(args, targets) -> int:

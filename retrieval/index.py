@@ -127,14 +127,14 @@ class AuditIndex:
 
     def find(self, person: Person | None = None, *, campaign_id: str | None = None, tenant: str | None = None,
              channel: str | None = None, since: str | None = None, until: str | None = None,
-             message_id: str | None = None) -> pa.Table:
+             message_id: str | None = None, key: str | None = None) -> pa.Table:
         """Rows matching every given condition (a person matches on any of their
         digests or ids), one per object key, ordered by sent_at. `since` and
         `until` are dates (yyyy-mm-dd), both included."""
         dataset = self.dataset()
         if dataset is None:
             return SCHEMA.empty_table()
-        condition = _conditions(person, campaign_id, tenant, channel, since, until, message_id)
+        condition = _conditions(person, campaign_id, tenant, channel, since, until, message_id, key)
         table = dataset.to_table(columns=list(SCHEMA.names), filter=condition)
         return latest_per_key(table).sort_by([("sent_at_ms", "ascending"), ("key", "ascending")])
 
@@ -158,7 +158,7 @@ def latest_per_key(table: pa.Table) -> pa.Table:
     return order.take(pa.array(keep, pa.int64())) if len(keep) != len(keys) else order
 
 
-def _conditions(person, campaign_id, tenant, channel, since, until, message_id):
+def _conditions(person, campaign_id, tenant, channel, since, until, message_id, key=None):
     clauses = []
     if person:
         either = []
@@ -171,7 +171,7 @@ def _conditions(person, campaign_id, tenant, channel, since, until, message_id):
             clause = clause | other
         clauses.append(clause)
     for column, value in (("campaign_id", campaign_id), ("tenant", tenant), ("channel", channel),
-                          ("message_id", message_id)):
+                          ("message_id", message_id), ("key", key)):
         if value is not None:
             clauses.append(pc.field(column) == value)
     if since:

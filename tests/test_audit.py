@@ -36,6 +36,10 @@ MD5 = "0123456789abcdef0123456789abcdef"
     f"sent_messages/Sms/202406/1/{MD5}/m1.json.lz4/x",            # object below an object's name
     f"other/Sms/202406/1/{MD5}/m1.json.lz4",                     # outside sent_messages
     f"sent_messages/sms/{MD5}/c/m1.jsonx.gz",                     # .json must end the stem
+    f"sent_messages/sms/{MD5}/../m1.json.gz",                     # a segment that climbs
+    f"sent_messages/sms/{MD5}/./m1.json.gz",
+    f"sent_messages/sms/{MD5}//m1.json.gz",                       # an empty segment
+    f"sent_messages/Sms/202406/../{MD5}/m1.json.lz4",
 ])
 def test_keys_that_are_not_archive_objects_read_back_as_none(key):
     assert audit.parse_key(key) is None

@@ -1,0 +1,348 @@
+"""message-archiver serve: a small read-only web page over a destination.
+
+    browser ── GET /            search form (the keys `find` takes) ── AuditIndex.find ──> a page of results,
+                                each with its object's verification (re-read, sha256 compared)
+            ── GET /message     one message: its index row, its verification, its content:
+                                email ── <iframe sandbox src=/message/body> (strict CSP: no script, nothing remote)
+                                push, SMS, WhatsApp ── formatted JSON
+            ── GET /download    the object's original bytes
+            ── GET /eml         an email as RFC 5322 (retrieval.eml)
+
+Starlette, rendered on the server with Jinja2 (autoescaped: every value from
+the archive is text, never markup), no build step and no script of its own.
+Every response forbids scripts and remote resources (Content-Security-Policy
+`default-src 'none'`); an email's HTML is served on its own URL with
+`sandbox` in its policy and shown in an iframe with an empty `sandbox`
+attribute, so it cannot run script, submit forms or reach the page around it.
+Only archive keys (archive.audit.parse_key) are ever read: no path of the
+bucket outside sent_messages/ can be asked for.
+
+Access: on a loopback address without credentials; on any other address only
+with a token (Authorization: Bearer, or ?token= once, kept in an HttpOnly
+cookie) or basic-auth credentials, which the command refuses to start without.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import ipaddress
+import json
+import secrets
+import urllib.parse
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from archive.audit import parse_key, person_digests, read_payload
+from archive.envelope import InvalidMessage
+from retrieval.bucket import Bucket
+from retrieval.eml import eml
+from retrieval.index import AuditIndex
+
+PAGE_SIZE = 50
+_PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; "
+                "base-uri 'none'; frame-ancestors 'none'")
+_BODY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; frame-ancestors 'self'"
+_COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                   "Cache-Control": "no-store"}
+_SEARCH_FIELDS = ("email", "phone", "push_token", "user_id", "external_id", "campaign_id", "channel", "since",
+                  "until")
+_COOKIE = "message_archiver_token"
+
+
+class Refused(ValueError):
+    """serve would expose the archive off this machine without credentials."""
+
+
+def check_exposure(host: str, token: str | None, basic_auth: str | None) -> None:
+    if token or basic_auth:
+        if basic_auth is not None and ":" not in basic_auth:
+            raise Refused("basic-auth credentials are user:password")
+        return
+    if not _is_loopback(host):
+        raise Refused(f"refusing to serve the archive on {host}, which is not a loopback address, without "
+                      "credentials: set MESSAGE_ARCHIVER_TOKEN or MESSAGE_ARCHIVER_BASIC_AUTH (user:password)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_TEMPLATES = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, loader=jinja2.DictLoader({
+    "base.html": """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} · message archive</title>
+<style>
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;background:#f5f6f8}
+header{background:#1f2a44;color:#fff;padding:10px 20px}header a{color:#fff;text-decoration:none;font-weight:600}
+header span{opacity:.7;margin-left:12px;font-size:12px}
+main{padding:16px 20px;max-width:1200px}
+form.search{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:8px;background:#fff;
+padding:12px;border-radius:6px;border:1px solid #dde1e7}
+form.search label{display:flex;flex-direction:column;font-size:12px;color:#5a6375}
+form.search input,form.search select{font:inherit;padding:4px 6px;border:1px solid #c6ccd6;border-radius:4px}
+button{font:inherit;padding:6px 14px;background:#ff5a36;color:#fff;border:0;border-radius:4px;align-self:end}
+table{border-collapse:collapse;width:100%;background:#fff;margin-top:12px;border:1px solid #dde1e7}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eef0f3;vertical-align:top}
+th{background:#f0f2f5;font-size:12px;color:#5a6375}td.key{font-family:ui-monospace,monospace;font-size:12px;
+word-break:break-all}
+.ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}.muted{color:#5a6375}
+pre{background:#fff;border:1px solid #dde1e7;padding:12px;overflow:auto;max-height:70vh}
+iframe{width:100%;height:70vh;border:1px solid #dde1e7;background:#fff}
+nav.pages a,nav.pages span{margin-right:10px}.error{background:#fde8e6;padding:8px 12px;border-radius:4px}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;background:#fff;padding:12px;
+border:1px solid #dde1e7}dt{color:#5a6375}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}
+</style></head><body>
+<header><a href="/">Message archive</a><span>{{ destination }}</span></header>
+<main>{% block main %}{% endblock %}</main></body></html>""",
+    "search.html": """{% extends "base.html" %}{% block main %}
+<form class="search" method="get" action="/">
+{% for name, label in fields %}<label>{{ label }}
+{% if name == "channel" %}<select name="channel"><option value="">any</option>
+{% for c in channels %}<option value="{{ c }}"{% if query.channel == c %} selected{% endif %}>{{ c }}</option>{% endfor %}
+</select>{% else %}<input name="{{ name }}" value="{{ query[name] or '' }}"
+{% if name in ('since', 'until') %} type="date"{% endif %}>{% endif %}</label>
+{% endfor %}<button type="submit">Search</button></form>
+{% if error %}<p class="error">{{ error }}</p>{% endif %}
+{% if searched %}
+<p class="muted" id="count">{{ count }} message(s){% if count %}, showing {{ first }}–{{ last }}{% endif %}</p>
+{% if rows %}<table id="results"><tr><th>sent at (UTC)</th><th>channel</th><th>message id</th>
+<th>campaign / step</th><th>bytes</th><th>verified</th><th>key</th></tr>
+{% for row in rows %}<tr><td>{{ row.sent }}</td><td>{{ row.channel }}</td>
+<td><a href="/message?key={{ row.key|urlencode }}">{{ row.message_id }}</a></td>
+<td>{{ row.group }}</td><td>{{ row.bytes }}</td>
+<td class="{{ 'ok' if row.status == 'ok' else 'bad' }}">{{ row.status }}</td><td class="key">{{ row.key }}</td></tr>
+{% endfor %}</table>{% endif %}
+<nav class="pages">{% if prev_url %}<a href="{{ prev_url }}">← previous</a>{% endif %}
+{% if next_url %}<a href="{{ next_url }}">next →</a>{% endif %}</nav>
+{% endif %}{% endblock %}""",
+    "message.html": """{% extends "base.html" %}{% block main %}
+<h2>{{ row.channel }} message {{ row.message_id }}</h2>
+<dl><dt>verified</dt><dd class="{{ 'ok' if status == 'ok' else 'bad' }}" id="status">{{ status }}</dd>
+<dt>key</dt><dd>{{ row.key }}</dd><dt>sha256 (index)</dt><dd>{{ row.sha256 }}</dd>
+<dt>sha256 (now)</dt><dd>{{ actual or '—' }}</dd><dt>sent at (UTC)</dt><dd>{{ sent }}</dd>
+<dt>profile</dt><dd>{{ row.profile }}</dd><dt>campaign</dt><dd>{{ row.campaign_id or row.canvas_step_id or '—' }}</dd>
+<dt>bytes</dt><dd>{{ row.bytes }} ({{ row.compression }})</dd></dl>
+<p><a href="/download?key={{ row.key|urlencode }}" id="download">download the original object</a>
+{% if is_email %} · <a href="/eml?key={{ row.key|urlencode }}" id="eml">download as .eml</a>{% endif %}</p>
+{% if is_email %}<h3>{{ subject }}</h3>
+<p class="muted">From {{ sender }} to {{ to }}</p>
+<iframe id="body" sandbox="" referrerpolicy="no-referrer" src="/message/body?key={{ row.key|urlencode }}"
+title="the email as sent"></iframe>{% endif %}
+<h3>Archived JSON</h3><pre id="payload">{{ payload }}</pre>
+{% endblock %}""",
+}))
+
+
+def create_app(targets: list[tuple[str, Bucket]], token: str | None = None,
+               basic_auth: str | None = None, default_region: str | None = None) -> Starlette:
+    """The web app over these (tenant, bucket) destinations."""
+    destination = ", ".join(bucket.url for _, bucket in targets)
+
+    def page(template: str, http_status: int = 200, **values) -> HTMLResponse:
+        html = _TEMPLATES.get_template(template).render(destination=destination, **values)
+        return HTMLResponse(html, http_status, headers={**_COMMON_HEADERS, "Content-Security-Policy": _PAGE_POLICY})
+
+    async def search(request: Request) -> Response:
+        query = {name: (request.query_params.get(name) or "").strip() for name in _SEARCH_FIELDS}
+        page_number = _page_number(request.query_params.get("page"))
+        values: dict[str, Any] = dict(title="Search", fields=[(n, n.replace("_", " ")) for n in _SEARCH_FIELDS],
+                                      channels=("email", "push", "sms", "mms", "whatsapp"), query=query,
+                                      error=None, searched=False, rows=[], count=0, first=0, last=0,
+                                      prev_url=None, next_url=None)
+        if not any(query.values()):
+            return page("search.html", **values)
+        try:
+            person = person_digests(*([query[n]] if query[n] else [] for n in
+                                      ("email", "phone", "push_token", "user_id", "external_id")),
+                                    default_region=default_region)
+            since, until = (_date(query["since"]), _date(query["until"]))
+        except (InvalidMessage, ValueError) as exc:
+            return page("search.html", http_status=400, **{**values, "error": str(exc)})
+        found = []
+        for tenant, bucket in targets:
+            table = AuditIndex(bucket).find(person or None, campaign_id=query["campaign_id"] or None,
+                                            channel=query["channel"] or None, since=since, until=until)
+            found.extend((bucket, row) for row in table.to_pylist())
+        start = (page_number - 1) * PAGE_SIZE
+        shown = found[start:start + PAGE_SIZE]
+        statuses = _verify([(bucket, row) for bucket, row in shown])
+        rows = [dict(row, sent=_when(row["sent_at_ms"]), group=row["campaign_id"] or row["canvas_step_id"] or "",
+                     status=statuses[row["key"]]) for _, row in shown]
+        link = lambda n: "/?" + urllib.parse.urlencode({**{k: v for k, v in query.items() if v}, "page": n})  # noqa
+        values.update(searched=True, rows=rows, count=len(found), first=start + 1, last=start + len(shown),
+                      prev_url=link(page_number - 1) if page_number > 1 else None,
+                      next_url=link(page_number + 1) if start + PAGE_SIZE < len(found) else None)
+        return page("search.html", **values)
+
+    def located(request: Request) -> tuple[Bucket, dict] | None:
+        key = request.query_params.get("key") or ""
+        if parse_key(key) is None:
+            return None
+        for _, bucket in targets:
+            rows = AuditIndex(bucket).find(key=key).to_pylist()
+            if rows:
+                return bucket, rows[-1]
+        return None
+
+    def not_found() -> Response:
+        return PlainTextResponse("no such archived message", 404, headers=_COMMON_HEADERS)
+
+    async def message(request: Request) -> Response:
+        found = located(request)
+        if found is None:
+            return not_found()
+        bucket, row = found
+        try:
+            data = bucket.read(row["key"])
+        except FileNotFoundError:
+            return page("message.html", row=row, status="missing", actual=None, sent=_when(row["sent_at_ms"]),
+                        is_email=False, payload="(the object is not in the store)", subject="", sender="", to="",
+                        title=row["message_id"])
+        actual = hashlib.sha256(data).hexdigest()
+        try:
+            payload = read_payload(data, row["compression"])
+        except InvalidMessage as exc:
+            payload = {"unreadable": str(exc)}
+        is_email = row["channel"] == "email" and isinstance(payload.get("html_body"), str)
+        return page("message.html", row=row, status="ok" if actual == row["sha256"] else "changed", actual=actual,
+                    sent=_when(row["sent_at_ms"]), is_email=is_email,
+                    payload=json.dumps(payload, indent=2, ensure_ascii=False), title=row["message_id"],
+                    subject=_text(payload.get("subject")), sender=_text(payload.get("from_address")),
+                    to=_text(payload.get("to")))
+
+    async def body(request: Request) -> Response:
+        found = located(request)
+        if found is None:
+            return not_found()
+        bucket, row = found
+        try:
+            payload = read_payload(bucket.read(row["key"]), row["compression"])
+        except (FileNotFoundError, InvalidMessage):
+            return not_found()
+        html = payload.get("html_body") if isinstance(payload.get("html_body"), str) else ""
+        return HTMLResponse(html, headers={**_COMMON_HEADERS, "Content-Security-Policy": _BODY_POLICY})
+
+    async def download(request: Request) -> Response:
+        found = located(request)
+        if found is None:
+            return not_found()
+        bucket, row = found
+        try:
+            data = bucket.read(row["key"])
+        except FileNotFoundError:
+            return not_found()
+        name = row["key"].rsplit("/", 1)[-1]
+        return Response(data, media_type="application/octet-stream",
+                        headers={**_COMMON_HEADERS, "Content-Disposition": _attachment(name)})
+
+    async def as_eml(request: Request) -> Response:
+        found = located(request)
+        if found is None or found[1]["channel"] != "email":
+            return not_found()
+        bucket, row = found
+        try:
+            payload = read_payload(bucket.read(row["key"]), row["compression"])
+        except (FileNotFoundError, InvalidMessage):
+            return not_found()
+        return Response(eml(payload, row["profile"], row["key"], row["sha256"]), media_type="message/rfc822",
+                        headers={**_COMMON_HEADERS, "Content-Disposition": _attachment(f"{row['message_id']}.eml")})
+
+    app = Starlette(routes=[Route("/", search), Route("/message", message), Route("/message/body", body),
+                            Route("/download", download), Route("/eml", as_eml)])
+    if token or basic_auth:
+        return _Guard(app, token, basic_auth)
+    return app
+
+
+class _Guard:
+    """ASGI middleware: every request carries the token (Bearer, cookie, or ?token=
+    once, which sets the cookie) or the basic-auth credentials, else 401."""
+
+    def __init__(self, app, token: str | None, basic_auth: str | None):
+        self.app, self.token = app, token
+        self.basic = base64.b64encode(basic_auth.encode()).decode() if basic_auth else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        header = request.headers.get("authorization", "")
+        given = request.query_params.get("token")
+        ok = (self.basic is not None and header.startswith("Basic ")
+              and secrets.compare_digest(header[6:].strip(), self.basic))
+        if self.token is not None and not ok:
+            candidates = [header[7:].strip() if header.startswith("Bearer ") else "",
+                          request.cookies.get(_COOKIE, ""), given or ""]
+            ok = any(c and secrets.compare_digest(c, self.token) for c in candidates)
+        if not ok:
+            headers = {**_COMMON_HEADERS}
+            if self.basic is not None:
+                headers["WWW-Authenticate"] = 'Basic realm="message archive", charset="UTF-8"'
+            return await PlainTextResponse("credentials required", 401, headers=headers)(scope, receive, send)
+        if given and self.token is not None:  # trade the token in the URL for a cookie, and drop it from the URL
+            clean = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            response = Response(status_code=303, headers={**_COMMON_HEADERS, "Location": scope["path"] + (
+                "?" + urllib.parse.urlencode(clean) if clean else "")})
+            response.set_cookie(_COOKIE, self.token, httponly=True, samesite="strict",
+                                secure=scope.get("scheme") == "https")
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _verify(pairs: list[tuple[Bucket, dict]]) -> dict[str, str]:
+    statuses = {}
+    for bucket in {id(b): b for b, _ in pairs}.values():
+        expected = {row["key"]: row["sha256"] for b, row in pairs if b is bucket}
+        for key, data in bucket.read_many(expected, workers=16):
+            if isinstance(data, FileNotFoundError):
+                statuses[key] = "missing"
+            elif isinstance(data, BaseException):
+                statuses[key] = "unreadable"
+            else:
+                statuses[key] = "ok" if hashlib.sha256(data).hexdigest() == expected[key] else "changed"
+    return statuses
+
+
+def _page_number(text: str | None) -> int:
+    try:
+        return max(1, min(int(text or 1), 1_000_000))
+    except ValueError:
+        return 1
+
+
+def _date(text: str) -> str | None:
+    if not text:
+        return None
+    try:
+        return _dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueError("dates are yyyy-mm-dd") from None
+
+
+def _when(millis: int | None) -> str:
+    if millis is None:
+        return "?"
+    return _dt.datetime.fromtimestamp(millis / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _attachment(name: str) -> str:
+    ascii_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:200] or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(name)}"
