@@ -8,6 +8,7 @@
          erase    ── one person's rows ──> (dry run) the plan | (--yes) objects removed (every version),
                      index rows rewritten without them, an erasure record without PII; locked ones left, reported
          hold / release ── one person's rows ──> S3 Object Lock legal hold on / off
+         reconcile ── every delivery record (file or Kafka topic) ──> its object there and intact
          serve    ── retrieval.web: the same searches, a message view, verification, downloads, in a browser
          index rebuild ── list + read every object ──> this run's index files
 
@@ -36,14 +37,14 @@ from archive import tenants as tenant_files
 from archive.audit import Person, parse_key, person_digests, read_payload
 from archive.envelope import InvalidMessage
 from archive.tenants import Destination, TenantConfigError
-from retrieval import manifests
+from retrieval import manifests, reconcile
 from retrieval.bucket import Bucket
 from retrieval.eml import eml
 from archive.audit import parquet_bytes
 from retrieval.index import SCHEMA, AuditIndex, new_run_id, rebuild
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
-COMMANDS = ("find", "show", "verify", "export", "erase", "hold", "release", "index", "serve")
+COMMANDS = ("find", "show", "verify", "export", "erase", "hold", "release", "index", "reconcile", "serve")
 ERASURES = "archive_erasures"
 
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         targets = _targets(args)
         return args.run(args, targets)
-    except (UsageError, TenantConfigError, InvalidMessage) as exc:
+    except (UsageError, TenantConfigError, InvalidMessage, reconcile.DeliveriesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, PermissionError) as exc:
@@ -111,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--yes", action="store_true", help="really remove them")
     command("hold", _hold, "place an S3 Object Lock legal hold on one person's messages", True, True)
     command("release", _release, "lift the legal hold from one person's messages", True, True)
+    reconcile_ = command("reconcile", _reconcile, "check that every delivered message has its archived object")
+    reconcile_.add_argument("--deliveries", required=True,
+                            help="the stream's delivery records: a JSON Lines file, folder or glob, or kafka://TOPIC")
+    reconcile_.add_argument("--kafka_bootstrap_servers", default="localhost:9092",
+                            help="with kafka://TOPIC: the brokers (default localhost:9092)")
     serve = command("serve", _serve, "a read-only web page over the destination: search, view, verify, download")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); any "
                        "other than loopback needs MESSAGE_ARCHIVER_TOKEN or MESSAGE_ARCHIVER_BASIC_AUTH")
@@ -482,6 +488,61 @@ def _record_erasure(bucket: Bucket, key: str, tenant: str, removed: set[str], lo
               "objects_left_locked": len(locked), "manifests_tombstoned": manifests_rewritten,
               "removed_keys_sha256": hashlib.sha256("\n".join(sorted(removed)).encode()).hexdigest()}
     bucket.create(key, json.dumps(record, indent=2).encode())
+
+
+_RECONCILED = ("without_archive", "missing", "changed", "not_indexed", "unreadable")
+
+
+def _reconcile(args, targets) -> int:
+    """Each delivery's archived object: there, intact (its sha256 as delivered, or as
+    indexed), and in the index. Findings are listed by message id and key (never a
+    recipient: delivery records hold the message, which is not printed)."""
+    if args.deliveries.startswith("kafka://"):
+        deliveries = reconcile.from_kafka(args.deliveries[len("kafka://"):], args.kafka_bootstrap_servers)
+    else:
+        deliveries = reconcile.from_files(args.deliveries)
+    report: dict[str, Any] = {"delivered": 0, "ok": 0, **{name: [] for name in _RECONCILED}}
+    expected: dict[str, tuple[str | None, str]] = {}  # key -> (sha256 as delivered, where)
+    for delivery in deliveries:
+        report["delivered"] += 1
+        key = reconcile.archive_key(delivery.archive_url)
+        if key is None:
+            report["without_archive"].append(f"{delivery.message_id or '?'} ({delivery.where})")
+        else:
+            expected.setdefault(key, (delivery.archive_sha256, delivery.message_id or "?"))
+    indexed: dict[str, str] = {}
+    for _, bucket in targets:
+        table = AuditIndex(bucket).find()
+        indexed.update(zip(table.column("key").to_pylist(), table.column("sha256").to_pylist()))
+    remaining = dict(expected)
+    for _, bucket in targets:
+        present = [key for key in remaining if bucket.exists(key)] if len(targets) > 1 else list(remaining)
+        for key, data in bucket.read_many(present, progress=_progress_for(args, "reconcile", len(present))):
+            if isinstance(data, FileNotFoundError):
+                continue
+            delivered_sha, message_id = remaining.pop(key)
+            if isinstance(data, BaseException):
+                report["unreadable"].append(key)
+                continue
+            want = delivered_sha or indexed.get(key)
+            if want is not None and hashlib.sha256(data).hexdigest() != want:
+                report["changed"].append(key)
+            else:
+                report["ok"] += 1
+            if key not in indexed:
+                report["not_indexed"].append(key)
+    report["missing"].extend(remaining)
+    problems = sum(len(report[name]) for name in _RECONCILED)
+    if args.json:
+        _print_json({**{k: sorted(v) if isinstance(v, list) else v for k, v in report.items()},
+                     "counts": {name: len(report[name]) for name in _RECONCILED}})
+    else:
+        print(f"{report['delivered']:,} delivered: {report['ok']:,} archived and intact, "
+              + ", ".join(f"{len(report[name]):,} {name.replace('_', ' ')}" for name in _RECONCILED))
+        for name in _RECONCILED:
+            for item in sorted(report[name]):
+                print(f"  {name}: {item}")
+    return EXIT_FINDINGS if problems else EXIT_OK
 
 
 def _serve(args, targets) -> int:

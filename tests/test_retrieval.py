@@ -429,3 +429,36 @@ def test_erase_leaves_objects_under_legal_hold_or_retention_and_says_so(tmp_path
     for item in archive.keys_of(person):
         versions = client.list_object_versions(Bucket=bucket_name, Prefix=item)
         assert not versions.get("Versions") and not versions.get("DeleteMarkers")  # every version gone
+
+
+# --- reconcile ------------------------------------------------------------------------------------
+
+def test_reconcile_finds_deliveries_whose_object_is_missing_changed_or_absent(archives, tmp_path):
+    archive = archives("s3", "clevertap")
+    bucket = archive.bucket()
+    records = [{"message_id": o["message_id"], "tenant": "default", "channel": o["channel"],
+                "archive_status": "ARCHIVED", "archive_url": o["url"], "archive_sha256": o["sha256"],
+                "message": {"to": "never printed"}} for o in archive.outcomes]
+    folder = tmp_path / "deliveries"
+    folder.mkdir()
+    (folder / "deliveries-run-00000-of-00001.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records) + "\n{not json\n"
+        + json.dumps({"message_id": "bypassed-1", "archive_status": "NONE"}) + "\n")
+    status, report = cli_json("reconcile", *archive.flags, "--deliveries", str(folder))
+    assert status == 1 and report["delivered"] == len(records) + 2 and report["ok"] == len(records)
+    assert len(report["without_archive"]) == 2 and report["missing"] == report["changed"] == []
+    deleted, changed = archive.key_of(archive.outcomes[0]), archive.key_of(archive.outcomes[1])
+    data, deleted_data = bucket.read(changed), bucket.read(deleted)
+    bucket.fs.rm_file(bucket.path(deleted))
+    bucket.fs.pipe_file(bucket.path(changed), data + b"\0")
+    try:
+        status, report = cli_json("reconcile", *archive.flags, "--deliveries", str(folder / "*.jsonl"))
+        assert status == 1 and report["missing"] == [deleted] and report["changed"] == [changed]
+        assert report["ok"] == len(records) - 2
+        status, out, _ = cli("reconcile", *archive.flags, "--deliveries", str(folder))
+        assert "never printed" not in out
+    finally:
+        bucket.fs.pipe_file(bucket.path(changed), data)
+        bucket.fs.pipe_file(bucket.path(deleted), deleted_data)
+    status, _, err = cli("reconcile", *archive.flags, "--deliveries", str(tmp_path / "none-*.jsonl"))
+    assert status == 2 and "no delivery files match" in err

@@ -5,7 +5,9 @@ group, exactly as a user starts it, and is stopped with SIGTERM or killed.
 """
 
 import base64
+import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -220,6 +222,16 @@ def test_strict_streaming_archives_every_message_and_delivers_only_the_archived(
     # the workers' options file (credentials in it) stays out of the launcher's folder
     assert not os.path.exists(os.path.join(ROOT, "pipeline_options.json"))
     assert_strict_outcomes(reader, s3_server, bucket, len(values), invalid=3)
+    # every delivery on the topic has its object, intact and indexed (message-archiver reconcile)
+    from cli import main as message_archiver
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = message_archiver(["reconcile", "--destination", f"s3://{bucket}", "--storage_options",
+                                   json.dumps(s3_server.storage_options()), "--deliveries",
+                                   f"kafka://{job.topics['deliveries']}", "--kafka_bootstrap_servers",
+                                   broker.bootstrap_servers, "--json"])
+    report = json.loads(out.getvalue())
+    assert status == 0 and report["delivered"] == report["ok"] == len(reader.seen["deliveries"]) > 0
 
 
 def test_a_crash_mid_stream_loses_nothing_and_delivers_nothing_unarchived(broker, s3_server):
