@@ -11,6 +11,7 @@
          reconcile ── every delivery record (file or Kafka topic) ──> its object there and intact
          serve    ── retrieval.web: the same searches, a message view, verification, downloads, in a browser
          index rebuild ── list + read every object ──> this run's index files
+         index compact ── each partition's files ──> one file (one row per key), then the merged ones removed
 
 A person is named by what a compliance officer has: --email, --phone,
 --push_token, --user_id, --external_id (each may repeat); the plaintext is
@@ -41,7 +42,7 @@ from retrieval import manifests, reconcile
 from retrieval.bucket import Bucket
 from retrieval.eml import eml
 from archive.audit import parquet_bytes
-from retrieval.index import SCHEMA, AuditIndex, new_run_id, rebuild
+from retrieval.index import SCHEMA, AuditIndex, compact, new_run_id, rebuild
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 COMMANDS = ("find", "show", "verify", "export", "erase", "hold", "release", "index", "reconcile", "serve")
@@ -122,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
                        "other than loopback needs MESSAGE_ARCHIVER_TOKEN or MESSAGE_ARCHIVER_BASIC_AUTH")
     serve.add_argument("--port", type=_positive, default=8080, help="port (default 8080)")
     index = command("index", _index, "the audit index: rebuild it by reading the bucket")
-    index.add_argument("action", choices=("rebuild",))
+    index.add_argument("action", choices=("rebuild", "compact"),
+                       help="rebuild: index every object by reading it; compact: merge each partition's files")
     index.add_argument("--workers", type=_positive, default=32, help="objects read at once (default 32)")
     return parser
 
@@ -568,6 +570,8 @@ def _serve(args, targets) -> int:
 
 
 def _index(args, targets) -> int:
+    if args.action == "compact":
+        return _compact(args, targets)
     reports = []
     for tenant, bucket in targets:
         report = rebuild(bucket, tenant, workers=args.workers,
@@ -582,6 +586,21 @@ def _index(args, targets) -> int:
                   f"({r['files']} file(s)); unreadable {r['unreadable']}, not archive JSON {r['not_archive']}, "
                   f"other keys {r['other_keys']}")
     return EXIT_FINDINGS if any(r["unreadable"] or r["not_archive"] for r in reports) else EXIT_OK
+
+
+def _compact(args, targets) -> int:
+    reports = []
+    for tenant, bucket in targets:
+        report = compact(bucket, progress=_Progress(f"index compact {tenant}", args.quiet or args.json))
+        reports.append({"tenant": tenant, **report.__dict__})
+    if args.json:
+        _print_json({"compacted": reports})
+    else:
+        for r in reports:
+            print(f"{r['tenant']}: {r['files_merged']:,} file(s) of {r['partitions']:,} partition(s) merged into "
+                  f"{r['files_written']:,}; {r['rows']:,} rows kept, {r['duplicates_dropped']:,} duplicates dropped "
+                  f"in {r['seconds']:.1f} s")
+    return EXIT_OK
 
 
 # --- output ----------------------------------------------------------------------------------

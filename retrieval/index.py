@@ -104,6 +104,46 @@ def rebuild(bucket: Bucket, tenant: str, run_id: str | None = None, workers: int
     return report
 
 
+@dataclass
+class CompactReport:
+    partitions: int = 0          # partitions that had more than one file
+    files_merged: int = 0
+    files_written: int = 0
+    rows: int = 0                # rows kept (one per key)
+    duplicates_dropped: int = 0
+    seconds: float = 0.0
+
+
+def compact(bucket: Bucket, run_id: str | None = None, prefix: str = INDEX_PREFIX,
+            progress: Callable[[int, int], None] | None = None) -> CompactReport:
+    """Merge each partition's files into one (one row per key, the latest), written
+    first; only then are the files it merged removed. A file written meanwhile (a
+    stream's next flush) was not listed, so it is neither merged nor removed."""
+    started, report, run_id = time.monotonic(), CompactReport(), run_id or new_run_id()
+    index = AuditIndex(bucket, prefix)
+    folders: dict[str, list[str]] = {}
+    for key in index.files():
+        folders.setdefault(key.rsplit("/", 1)[0], []).append(key)
+    crowded = {folder: keys for folder, keys in folders.items() if len(keys) > 1}
+    for done, (folder, keys) in enumerate(sorted(crowded.items()), 1):
+        table = index.dataset(keys).to_table(columns=list(INDEX_SCHEMA.names))
+        kept = latest_per_key(table)
+        ordered = kept.sort_by([("recipient_md5", "ascending"), ("key", "ascending")]).select(
+            [n for n in INDEX_SCHEMA.names if n not in PARTITIONS])
+        bucket.create(f"{folder}/compact-{run_id}.parquet", parquet_bytes(ordered))
+        for key in keys:
+            bucket.remove(key)
+        report.partitions += 1
+        report.files_merged += len(keys)
+        report.files_written += 1
+        report.rows += kept.num_rows
+        report.duplicates_dropped += table.num_rows - kept.num_rows
+        if progress:
+            progress(done, len(crowded))
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
 class AuditIndex:
     """The index of one destination, read with pyarrow.dataset."""
 

@@ -462,3 +462,25 @@ def test_reconcile_finds_deliveries_whose_object_is_missing_changed_or_absent(ar
         bucket.fs.pipe_file(bucket.path(deleted), deleted_data)
     status, _, err = cli("reconcile", *archive.flags, "--deliveries", str(tmp_path / "none-*.jsonl"))
     assert status == 2 and "no delivery files match" in err
+
+
+def test_compact_merges_each_partitions_files_keeping_one_row_per_key(tmp_path, archives):
+    source = archives("local", "braze")
+    import shutil
+    folder = tmp_path / "copy"
+    shutil.copytree(source.url, folder)
+    flags = ["--destination", str(folder)]
+    status, _ = cli_json("index", "rebuild", *flags)  # a second set of files, the same keys
+    assert status == 0
+    bucket = Bucket(str(folder))
+    before = AuditIndex(bucket).find().drop_columns(["archived_at_ms"]).to_pylist()
+    files_before = len(AuditIndex(bucket).files())
+    status, report = cli_json("index", "compact", *flags)
+    (only,) = report["compacted"]
+    assert status == 0 and only["rows"] == len(source.outcomes) and only["duplicates_dropped"] == len(source.outcomes)
+    files = AuditIndex(bucket).files()
+    assert len(files) < files_before and all(name.rsplit("/", 1)[1].startswith("compact-") for name in files)
+    after = AuditIndex(bucket).find().drop_columns(["archived_at_ms"]).to_pylist()
+    assert sorted(after, key=lambda r: r["key"]) == sorted(before, key=lambda r: r["key"])
+    status, clean = cli_json("verify", *flags)
+    assert status == 0 and clean["not_indexed"] == []
