@@ -1,6 +1,6 @@
 """The benchmark suite: every scenario with its comparisons, in one run, on one machine.
 
-    python -m bench                      # a, b and c at full size (about 25 minutes)
+    python -m bench                      # a, b, c and d at full size (about 35 minutes)
     python -m bench --scenarios b        # one scenario
     python -m bench --smoke              # every scenario at a few seconds' size (CI runs this)
     python -m bench fuzz --count 100000  # hostile records through the whole job, every promise checked
@@ -14,6 +14,9 @@ c  streaming: Kafka in, archive (to the store 20 ms away), gate, delivery
    topic, at 1,000 messages per second for 60 s: publish-to-delivery latency
    percentiles, messages lost, memory growth; and first, 15 s at each of a
    few lower rates: how latency grows with load.
+d  retrieval: `message-archiver find` for one person in an index of 10
+   million messages; `verify` of 100,000 objects 20 ms away beside a raw
+   concurrent GET loop; `index rebuild` of the same objects.
 
 Writes <out>/<scenario>.json and .png (throughput bars, latency percentiles)
 and prints each target with its verdict. Nothing here is a test: no time is
@@ -35,7 +38,7 @@ import time
 
 from bench.measure import ROOT, machine
 
-SCENARIOS = {"a": "backfill", "b": "store_latency", "c": "streaming"}
+SCENARIOS = {"a": "backfill", "b": "store_latency", "c": "streaming", "d": "retrieval"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return flink.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default="a,b,c", help="comma-separated: a, b, c (default: all)")
+    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated: a, b, c, d (default: all)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, one round: checks that every scenario still runs")
     parser.add_argument("--messages", type=int, help="scenario a: messages per mix (default 100000)")
@@ -62,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="scenario c: seconds of load (default 60)")
     parser.add_argument("--sweep", help="scenario c: the other rates, 15 s each, comma-separated, measured in "
                                         "order with --rate (default 200,500,1500; none with --smoke)")
+    parser.add_argument("--index-rows", type=int, help="scenario d: rows of the generated index (default "
+                                                         "10,000,000)")
+    parser.add_argument("--retrieval-objects", type=int, help="scenario d: objects to verify and rebuild "
+                                                               "(default 100,000)")
     parser.add_argument("--repeat", type=int, help="rounds of scenarios a and b; the median is "
                                                    "reported (default 3)")
     parser.add_argument("--work", default=None,
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "rate": args.rate or (100.0 if smoke else 1000.0),
         "seconds": args.seconds or (3.0 if smoke else 60.0),
         "repeat": args.repeat or (1 if smoke else 3),
+        "index_rows": args.index_rows or (20_000 if smoke else 10_000_000),
+        "retrieval_objects": args.retrieval_objects or (300 if smoke else 100_000),
         "sweep": tuple(float(r) for r in (args.sweep if args.sweep is not None else
                                           "" if smoke else "200,500,1500").split(",") if r.strip()),
     }
@@ -123,6 +132,10 @@ def _run(scenario: str, sizes: dict, work: str, log, mixes: str) -> dict:
         from bench import store_latency
 
         return store_latency.run(sizes["store_messages"], sizes["naive_messages"], work, sizes["repeat"], log)
+    if scenario == "d":
+        from bench import retrieval
+
+        return retrieval.run(sizes["index_rows"], sizes["retrieval_objects"], work, log)
     from bench import streaming
 
     return streaming.run(sizes["rate"], sizes["seconds"], work, log, sweep=sizes["sweep"])

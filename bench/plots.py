@@ -18,7 +18,36 @@ LABELS = {"a": {"floor": "floor (1 process)", "two_floors": "two floors side by 
 def plot(report: dict, path: str) -> str:
     if report["scenario"] == "c":
         return latency_panels(report, path)
+    if report["scenario"] == "d":
+        return retrieval_bars(report, path)
     return throughput_bars(report, path)
+
+
+def retrieval_bars(report: dict, path: str) -> str:
+    """Objects per second of verify, the raw GET loop and rebuild; find's time beside."""
+    store, find = report["store"], report["find"]
+    figure, (rates, seconds) = plt.subplots(1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [3, 1]})
+    names = ("verify", "raw_get_loop", "index_rebuild")
+    labels = ("message-archiver verify", "raw GET loop (aiobotocore)", "message-archiver index rebuild")
+    values = [store[name]["objects_per_second"] for name in names]
+    rates.bar(range(3), values, color=["#2a7ab0", "#7a7a7a", "#8cb8d8"])
+    for x, value in enumerate(values):
+        rates.annotate(f"{value:,.0f}/s", (x, value), ha="center", va="bottom", fontsize=8)
+    rates.set_xticks(range(3), labels, fontsize=8)
+    rates.set_ylabel(f"objects per second ({report['settings']['objects']:,} objects, "
+                     f"{report['settings']['latency_ms']} ms away)", fontsize=8)
+    seconds.bar([0, 1], [find["cli_seconds"], find["query_seconds_warm"]], color=["#2a7ab0", "#8cb8d8"])
+    seconds.axhline(1.0, color="#c8553d", linestyle="--", linewidth=1)
+    seconds.set_xticks([0, 1], ["find (CLI)", "query (warm)"], fontsize=8)
+    seconds.set_ylabel(f"seconds, one person among {find['rows']:,}", fontsize=8)
+    for ax in (rates, seconds):
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.margins(y=0.2)
+    figure.suptitle(_title(report), fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
 def _title(report: dict) -> str:

@@ -27,13 +27,32 @@ from archive.audit import ROOT
 from archive.tenants import Destination, check_transport, redact_url
 
 
+READ_CONCURRENCY = 64
+
+
+def _client_options(destination: Destination) -> dict[str, Any]:
+    """The user's storage options; on S3, enough pooled connections for READ_CONCURRENCY
+    reads at once (botocore pools 10 unless told more). The client's own retries stay on."""
+    options = dict(destination.storage_options)
+    if destination.protocol in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("max_pool_connections", READ_CONCURRENCY)
+        options["config_kwargs"] = config
+    return options
+
+
+def _as_result(value):
+    """fsspec's cat(on_error="return") gives bytes, or the exception: FileNotFoundError stays one."""
+    return value if isinstance(value, (bytes, BaseException)) else bytes(value)
+
+
 class Bucket:
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None,
                  allow_insecure_http: bool = False, destination: Destination | None = None):
         self.destination = destination or Destination(url, dict(storage_options or {}), True, allow_insecure_http)
         self.where = f"destination {redact_url(self.destination.url)}"
         check_transport(self.destination, self.where)
-        self.fs, root = fsspec.core.url_to_fs(self.destination.url, **dict(self.destination.storage_options))
+        self.fs, root = fsspec.core.url_to_fs(self.destination.url, **_client_options(self.destination))
         backends.check_client_transport(self.fs, self.destination, self.where)
         self.root = root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)
@@ -63,35 +82,37 @@ class Bucket:
     def exists(self, key: str) -> bool:
         return self.fs.exists(self.path(key))
 
-    def read_many(self, keys: Iterable[str], workers: int = 32,
+    def read_many(self, keys: Iterable[str], workers: int = READ_CONCURRENCY,
                   progress: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes | BaseException]]:
-        """(key, bytes) for each key, `workers` reads at once, in no set order; a
-        read that fails yields its exception instead of ending the others."""
-        def one(key: str):
-            try:
-                return key, self.read(key)
-            except Exception as exc:  # noqa: BLE001 - reported per key by the caller
-                return key, exc
+        """(key, bytes) for each key, `workers` reads at once; a read that fails yields
+        its exception instead of ending the others. An async client (S3, GCS, Azure)
+        reads as coroutines on its own loop, a chunk at a time; a local folder, in a
+        few threads."""
         keys = list(keys)
+        chunk = max(workers * 16, 256)
         done = 0
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, len(keys) or 1)),
-                                                   thread_name_prefix="retrieval-read") as pool:
-            pending: set = set()
-            iterator = iter(keys)
-            for key in iterator:  # a bounded window: a million keys never become a million futures
-                pending.add(pool.submit(one, key))
-                if len(pending) >= workers * 4:
-                    finished, pending = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
-                    for future in finished:
-                        done += 1
-                        yield future.result()
-                    if progress:
-                        progress(done)
-            for future in concurrent.futures.as_completed(pending):
-                done += 1
-                yield future.result()
+        for start in range(0, len(keys), chunk):
+            part = keys[start:start + chunk]
+            if getattr(self.fs, "async_impl", False):
+                paths = [self.path(key) for key in part]
+                found = self.fs.cat(paths, on_error="return", batch_size=workers)
+                results = [(key, _as_result(found.get(path, FileNotFoundError(key))))
+                           for key, path in zip(part, paths)]
+            else:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, workers),
+                                                           thread_name_prefix="retrieval-read") as pool:
+                    results = list(pool.map(self._read_or_error, part))
+            for result in results:
+                yield result
+            done += len(part)
             if progress:
                 progress(done)
+
+    def _read_or_error(self, key: str) -> tuple[str, bytes | BaseException]:
+        try:
+            return key, self.read(key)
+        except Exception as exc:  # noqa: BLE001 - reported per key by the caller
+            return key, exc
 
     def create(self, key: str, data: bytes) -> None:
         """Write a new object; FileExistsError when the key holds one already.
@@ -114,6 +135,16 @@ class Bucket:
         if self.fs.exists(path):
             raise FileExistsError(f"{key} exists")
         self.fs.pipe_file(path, data)
+
+    def create_many(self, files: dict[str, bytes], workers: int = READ_CONCURRENCY) -> None:
+        """Write new files, `workers` at once on a store. Their names are new (a fresh
+        run id in each), so a store is not asked first whether each exists; a folder
+        still refuses an existing name."""
+        if not getattr(self.fs, "async_impl", False):
+            for key, data in files.items():
+                self.create(key, data)
+            return
+        self.fs.pipe({self.path(key): data for key, data in files.items()}, batch_size=workers)
 
     def remove(self, key: str) -> None:
         """Remove retrieval's own file (an index file it has rewritten)."""

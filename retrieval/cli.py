@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--raw", metavar="PATH", help="write the object's original bytes to PATH ('-': stdout)")
     verify = command("verify", _verify, "re-read objects and check them against the index", True, True)
     verify.add_argument("--sample", type=_positive, help="check this many objects, chosen at random")
+    verify.add_argument("--workers", type=_positive, default=64, help="objects read at once (default 64)")
     export = command("export", _export, "one person's messages as a zip (JSON, and .eml for email)", True, True)
     export.add_argument("--output", required=True, help="the zip file to write (must not exist)")
     erase = command("erase", _erase, "remove one person's messages (a dry run unless --yes)", True, True)
@@ -307,7 +308,8 @@ def _verify(args, targets) -> int:
             for key, sha in (in_manifests or {}).items():
                 if expected.setdefault(key, sha) != sha:
                     report["chain"].append(f"{key}: the index and its manifest disagree on its sha256")
-        for key, data in bucket.read_many(expected, progress=_progress_for(args, "verify", len(expected))):
+        for key, data in bucket.read_many(expected, args.workers,
+                                          progress=_progress_for(args, "verify", len(expected))):
             report["checked"] += 1
             if isinstance(data, FileNotFoundError):
                 report["missing"].append(key)
