@@ -16,3 +16,46 @@ def test_the_example_tenant_file_loads_and_routes_as_its_comments_say():
                       "initech": "gs://initech-archive", "umbrella": "s3://archive"}
     assert "whatsapp" not in directory.tenants["acme"].channels
     assert directory.tenants["acme"].destination.s3.object_lock_days == 2555
+
+
+def test_the_readmes_retrieval_example_runs_as_written(tmp_path):
+    """The README's walk-through (find, show, verify, export, erase, verify) on what
+    ./run_local.sh archives, run line by line as a user would: each exits 0."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    section = readme.split("## Finding, verifying, exporting and erasing", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.startswith("$M ")]
+    assert [c.split()[1] for c in commands][:8] == ["find", "show", "verify", "export", "erase", "erase", "verify",
+                                                    "serve"]
+    destination, inputs = tmp_path / "archive", tmp_path / "messages.jsonl.gz"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    subprocess.run([sys.executable, "-m", "archive.sample", "--count", "5000", "--profile", "clevertap",
+                    "--out", str(inputs)], cwd=ROOT, check=True, capture_output=True, env=env)
+    subprocess.run([sys.executable, "-m", "pipeline.run", "--input", str(inputs), "--destination", str(destination),
+                    "--outcomes", str(tmp_path / "outcomes"), "--default_region", "US", "--summary", "false"],
+                   cwd=ROOT, check=True, capture_output=True, env=env)
+    message_id = None
+    for command in commands:
+        if command.split()[1] in ("serve", "index", "reconcile"):
+            continue  # a server, and commands for other buckets: tests/test_web.py, test_retrieval.py
+        words = command.replace("$D", str(destination)).replace("wei.zip", str(tmp_path / "wei.zip")).split()
+        if "MESSAGE_ID" in words:
+            words[words.index("MESSAGE_ID")] = message_id
+        done = subprocess.run([sys.executable, "-m", "cli", *words[1:]], cwd=ROOT, capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        if words[1] == "find":
+            found = re.findall(r"^\S+ \S+\s+email\s+(\S+)", done.stdout, re.M)
+            assert found, done.stdout
+            message_id = found[0]
+        if words[1] == "verify":
+            assert "0 missing, 0 changed" in done.stdout and "0 chain problem" in done.stdout
+    assert (tmp_path / "wei.zip").stat().st_size > 0
+    assert json.loads(subprocess.run([sys.executable, "-m", "cli", "find", "--destination", str(destination),
+                                      "--email", "wei.nguyen@example.com", "--json"], cwd=ROOT, env=env,
+                                     capture_output=True, text=True).stdout)["count"] == 0
