@@ -13,6 +13,7 @@ the client's own retries (a read changes nothing, so retrying it is safe).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import datetime as _dt
 import os
@@ -20,6 +21,7 @@ import uuid
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import fsspec
+import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 
 from archive import backends
@@ -41,9 +43,17 @@ def _client_options(destination: Destination) -> dict[str, Any]:
     return options
 
 
-def _as_result(value):
-    """fsspec's cat(on_error="return") gives bytes, or the exception: FileNotFoundError stays one."""
-    return value if isinstance(value, (bytes, BaseException)) else bytes(value)
+async def _read_all(fs, paths: list[str], workers: int, options: dict) -> list:
+    """Each path's bytes (or its exception), `workers` GETs at once on the client's own loop."""
+    gate = asyncio.Semaphore(workers)
+
+    async def one(path: str):
+        async with gate:
+            try:
+                return bytes(await fs._cat_file(path, **options))
+            except Exception as exc:  # noqa: BLE001 - reported per key by the caller
+                return exc
+    return await asyncio.gather(*(one(path) for path in paths))
 
 
 class Bucket:
@@ -56,6 +66,9 @@ class Bucket:
         backends.check_client_transport(self.fs, self.destination, self.where)
         self.root = root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)
+        # s3fs asks for an object's size (a HEAD) before every whole-object GET, to split
+        # large ones; archive objects are small: one GET each
+        self._read_options = {"max_concurrency": 1} if self.destination.protocol in ("s3", "s3a") else {}
         self.url = redact_url(self.destination.url).rstrip("/")
 
     def path(self, key: str) -> str:
@@ -77,7 +90,7 @@ class Bucket:
                 yield self.key_of(path), int(info.get("size") or 0)
 
     def read(self, key: str) -> bytes:
-        return self.fs.cat_file(self.path(key))
+        return self.fs.cat_file(self.path(key), **self._read_options)
 
     def exists(self, key: str) -> bool:
         return self.fs.exists(self.path(key))
@@ -94,10 +107,9 @@ class Bucket:
         for start in range(0, len(keys), chunk):
             part = keys[start:start + chunk]
             if getattr(self.fs, "async_impl", False):
-                paths = [self.path(key) for key in part]
-                found = self.fs.cat(paths, on_error="return", batch_size=workers)
-                results = [(key, _as_result(found.get(path, FileNotFoundError(key))))
-                           for key, path in zip(part, paths)]
+                found = fsspec.asyn.sync(self.fs.loop, _read_all, self.fs, [self.path(k) for k in part], workers,
+                                         self._read_options)
+                results = list(zip(part, found))
             else:
                 with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, workers),
                                                            thread_name_prefix="retrieval-read") as pool:

@@ -46,7 +46,14 @@ def test_every_scenario_runs_at_smoke_size(tmp_path, capsys):
     assert prism["published"] == prism["delivered"] == 300 and prism["lost"] == 0 and prism["held"] == 0
     assert prism["cpu_ms_per_message"] > 0 and "Flink" in streaming["settings"]["runner"]
 
-    for name in ("backfill", "store_latency", "streaming"):
+    retrieval = json.loads((tmp_path / "retrieval.json").read_text())
+    assert retrieval["find"]["found"] == 12 and retrieval["find"]["rows"] == retrieval["settings"]["index_rows"]
+    assert retrieval["find"]["cli_seconds"] > 0 and retrieval["find"]["query_seconds_warm"] > 0
+    for name in ("verify", "raw_get_loop", "index_rebuild"):
+        assert retrieval["store"][name]["objects_per_second"] > 0
+    assert retrieval["store"]["verify_vs_raw_get_loop"] > 0
+
+    for name in ("backfill", "store_latency", "streaming", "retrieval"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == PNG
         targets = json.loads((tmp_path / f"{name}.json").read_text())["targets"]
         assert targets and all({"target", "value", "limit", "met"} <= set(t) for t in targets)
