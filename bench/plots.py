@@ -28,7 +28,7 @@ def retrieval_bars(report: dict, path: str) -> str:
     store, find = report["store"], report["find"]
     figure, (rates, seconds) = plt.subplots(1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [3, 1]})
     names = ("verify", "raw_get_loop", "index_rebuild")
-    labels = ("message-archiver verify", "raw GET loop (aiobotocore)", "message-archiver index rebuild")
+    labels = ("message-archiver verify", "raw GET loop (obstore)", "message-archiver index rebuild")
     values = [store[name]["objects_per_second"] for name in names]
     rates.bar(range(3), values, color=["#2a7ab0", "#7a7a7a", "#8cb8d8"])
     for x, value in enumerate(values):

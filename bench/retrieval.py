@@ -9,8 +9,9 @@
 - verify: `objects` archived SMS-sized objects (100,000 at full size) in an
   S3-compatible store (gofakes3) behind Toxiproxy's 20 ms, with their index;
   `message-archiver verify` re-reads and hashes every one. Its floor, in the
-  same run: a raw concurrent GET loop (aiobotocore, the client s3fs drives,
-  the same concurrency) that reads and hashes the same objects.
+  same run: a raw concurrent GET loop with the same client (obstore, through
+  archive.direct, as verify reads a store that allows it) at the same
+  concurrency, reading and hashing the same objects.
 - rebuild: `message-archiver index rebuild` on the same bucket (list, read,
   parse every object, write the index).
 """
@@ -224,23 +225,18 @@ async def _put_all(requests, bucket: str, options: dict) -> None:
 
 
 async def _get_all(keys: list[str], expected: dict, bucket: str, options: dict, workers: int) -> int:
-    """The floor: GET and sha256 every object, `workers` at once, with aiobotocore."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
+    """The floor: GET and sha256 every object, `workers` at once, with the client verify
+    uses on S3 (archive.direct's obstore backend), and nothing else."""
+    from archive import direct
+    from archive.tenants import Destination
 
-    config = AioConfig(max_pool_connections=workers, retries={"total_max_attempts": 1})
-    matched = 0
-    async with get_session().create_client(
-            "s3", aws_access_key_id=options["key"], aws_secret_access_key=options["secret"], config=config,
-            **options["client_kwargs"]) as client:
-        queue = iter(keys)
+    backend = direct.plan(Destination(f"s3://{bucket}", options), "direct").open()
+    gate, matched = asyncio.Semaphore(workers), 0
 
-        async def worker():
-            nonlocal matched
-            for key in queue:
-                response = await client.get_object(Bucket=bucket, Key=key)
-                async with response["Body"] as body:
-                    data = await body.read()
-                matched += hashlib.sha256(data).hexdigest() == expected[key]
-        await asyncio.gather(*(worker() for _ in range(workers)))
+    async def one(key: str):
+        nonlocal matched
+        async with gate:
+            data = await backend.cat(key)
+        matched += hashlib.sha256(data).hexdigest() == expected[key]
+    await asyncio.gather(*(one(key) for key in keys))
     return matched

@@ -43,7 +43,7 @@ from pipeline.sources import ReadOutboundMessages, match_files  # noqa: E402
 from pipeline.streaming import build_streaming  # noqa: E402
 from pipeline.summary import archive_counters, refused_sinks, render, sink_counters  # noqa: E402
 from transforms.archive import ArchiveMessages  # noqa: E402
-from transforms.index import WriteAuditIndex  # noqa: E402
+from transforms.index import METRICS_NAMESPACE as INDEX_METRICS, WriteAuditIndex  # noqa: E402
 
 _LOG = logging.getLogger("pipeline.run")
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f"per tenant, as {archive.tenants} says" if archive.tenants else archive.destination
         print(render(counters, destination=where, outcomes=f"{archive.outcomes} (outcomes-{run_id}-*)",
                      dead_letters=f"{archive.dead_letters_url()} (dead-letters-{run_id}-*)",
-                     seconds=time.monotonic() - started, run_id=run_id, refused=refused, spill_folder=spill))
+                     seconds=time.monotonic() - started, run_id=run_id, refused=refused, spill_folder=spill,
+                     index=archive_counters(result, INDEX_METRICS) if archive.audit_index else None))
     failed = sum(v for k, v in counters.items() if k.endswith(".FAILED"))
     if failed:
         _LOG.error("%d message(s) failed to archive; see FAILED records in %s", failed,

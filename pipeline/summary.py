@@ -47,7 +47,7 @@ def refused_sinks(counters: dict[str, int]) -> list[RefusedSink]:
 
 def render(counters: dict[str, int], *, destination: str, outcomes: str, dead_letters: str,
            seconds: float, run_id: str | None = None, refused: list[RefusedSink] = (),
-           spill_folder: str | None = None) -> str:
+           spill_folder: str | None = None, index: dict[str, int] | None = None) -> str:
     channels = sorted({name.split(".")[0] for name in counters if "." in name})
     width = max([len("channel")] + [len(c) for c in channels])
     header = f"{'channel':<{width}}  " + "  ".join(f"{s:>9}" for s in STATUSES) + f"  {'total':>9}"
@@ -76,6 +76,14 @@ def render(counters: dict[str, int], *, destination: str, outcomes: str, dead_le
         f"outcomes        {outcomes}",
         f"dead letters    {dead_letters}",
     ]
+    if index is not None:  # the audit index's counters (transforms.index)
+        lines.append(f"audit index     {index.get('rows_written', 0):,} row(s) in {index.get('files_written', 0):,} "
+                     f"file(s), {index.get('manifests_written', 0):,} manifest(s)")
+        failed = {name: index[name] for name in ("files_failed", "rows_failed", "manifests_failed") if index.get(name)}
+        if failed:
+            lines.append("INDEX FAILED    " + ", ".join(f"{name.replace('_', ' ')} {value:,}"
+                                                        for name, value in failed.items())
+                         + " (the objects are archived: `message-archiver index rebuild` recreates the rows)")
     for sink in refused:
         lines.append(f"SPILLED         {sink.name}: {sink.records:,} record(s) in {spill_folder}/{sink.name} "
                      f"({', '.join(sink.errors)})")
