@@ -87,7 +87,10 @@ class Bucket:
         return path[len(prefix):] if path.startswith(prefix) else path
 
     def objects(self, prefix: str = ROOT) -> Iterator[tuple[str, int]]:
-        """Every object under `prefix` (a key prefix), as (key, size)."""
+        """Every object under `prefix` (a key prefix), as (key, size), in key order."""
+        if self._direct is not None:
+            yield from sorted(self._direct.list(prefix))
+            return
         top = self.path(prefix)
         try:
             found = self.fs.find(top, detail=True)

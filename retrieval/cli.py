@@ -292,7 +292,11 @@ def _verify(args, targets) -> int:
     report: dict[str, Any] = {"checked": 0, "ok": 0, **{name: [] for name in _FINDINGS}, "manifests": 0,
                               "erased_entries": 0}
     for tenant, bucket in targets:
-        rows = [row for b, row in _rows(args, [(tenant, bucket)], person)]
+        if whole:  # the whole index, read once: what to check, and what is indexed
+            index = AuditIndex(bucket).find(tenant=tenant if args.tenants else None)
+            rows = index.to_pylist()
+        else:
+            rows = [row for b, row in _rows(args, [(tenant, bucket)], person)]
         if args.sample and len(rows) > args.sample:
             rows = random.Random().sample(rows, args.sample)
         expected = {row["key"]: row["sha256"] for row in rows}
@@ -320,7 +324,6 @@ def _verify(args, targets) -> int:
             else:
                 report["ok"] += 1
         if whole:
-            index = AuditIndex(bucket).find()
             indexed = set(index.column("key").to_pylist())
             if in_manifests is None and index.column("archived_at_ms").null_count < index.num_rows:
                 # the pipeline indexed objects here (a rebuild leaves archived_at empty): it chained them too
@@ -573,36 +576,32 @@ def _serve(args, targets) -> int:
 
 def _index(args, targets) -> int:
     if args.action == "compact":
-        return _compact(args, targets)
-    reports = []
-    for tenant, bucket in targets:
-        report = rebuild(bucket, tenant, workers=args.workers,
-                         progress=_Progress(f"index rebuild {tenant}", args.quiet or args.json))
-        reports.append({"tenant": tenant, **report.__dict__,
-                        "objects_per_second": round(report.objects / report.seconds, 1) if report.seconds else None})
-    if args.json:
-        _print_json({"rebuilt": reports})
-    else:
-        for r in reports:
-            print(f"{r['tenant']}: indexed {r['indexed']:,} of {r['objects']:,} objects in {r['seconds']:.1f} s "
-                  f"({r['files']} file(s)); unreadable {r['unreadable']}, not archive JSON {r['not_archive']}, "
-                  f"other keys {r['other_keys']}")
+        _each_tenant(args, targets, "compacted", lambda tenant, bucket, progress: compact(
+            bucket, progress=progress), lambda r: (
+            f"{r['tenant']}: {r['files_merged']:,} file(s) of {r['partitions']:,} partition(s) merged into "
+            f"{r['files_written']:,}; {r['rows']:,} rows kept, {r['duplicates_dropped']:,} duplicates dropped "
+            f"in {r['seconds']:.1f} s"))
+        return EXIT_OK
+    reports = _each_tenant(args, targets, "rebuilt", lambda tenant, bucket, progress: rebuild(
+        bucket, tenant, workers=args.workers, progress=progress), lambda r: (
+        f"{r['tenant']}: indexed {r['indexed']:,} of {r['objects']:,} objects in {r['seconds']:.1f} s "
+        f"({r['objects'] / max(r['seconds'], 1e-9):,.0f}/s, {r['files']} file(s)); unreadable {r['unreadable']}, "
+        f"not archive JSON {r['not_archive']}, other keys {r['other_keys']}"))
     return EXIT_FINDINGS if any(r["unreadable"] or r["not_archive"] for r in reports) else EXIT_OK
 
 
-def _compact(args, targets) -> int:
+def _each_tenant(args, targets, name: str, action, line) -> list[dict]:
+    """`action` on each destination, with progress; its reports printed (a line each, or --json)."""
     reports = []
     for tenant, bucket in targets:
-        report = compact(bucket, progress=_Progress(f"index compact {tenant}", args.quiet or args.json))
-        reports.append({"tenant": tenant, **report.__dict__})
+        progress = _Progress(f"index {args.action} {tenant}", args.quiet or args.json)
+        reports.append({"tenant": tenant, **action(tenant, bucket, progress).__dict__})
     if args.json:
-        _print_json({"compacted": reports})
+        _print_json({name: reports})
     else:
-        for r in reports:
-            print(f"{r['tenant']}: {r['files_merged']:,} file(s) of {r['partitions']:,} partition(s) merged into "
-                  f"{r['files_written']:,}; {r['rows']:,} rows kept, {r['duplicates_dropped']:,} duplicates dropped "
-                  f"in {r['seconds']:.1f} s")
-    return EXIT_OK
+        for report in reports:
+            print(line(report))
+    return reports
 
 
 # --- output ----------------------------------------------------------------------------------

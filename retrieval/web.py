@@ -222,40 +222,45 @@ def create_app(targets: list[tuple[str, Bucket]], token: str | None = None,
                     subject=_text(payload.get("subject")), sender=_text(payload.get("from_address")),
                     to=_text(payload.get("to")))
 
-    async def body(request: Request) -> Response:
+    def stored(request: Request, email_only: bool = False) -> tuple[dict, bytes] | None:
+        """(index row, bytes) of the archived object the request names, or None."""
         found = located(request)
-        if found is None:
-            return not_found()
+        if found is None or (email_only and found[1]["channel"] != "email"):
+            return None
         bucket, row = found
         try:
-            payload = read_payload(bucket.read(row["key"]), row["compression"])
-        except (FileNotFoundError, InvalidMessage):
+            return row, bucket.read(row["key"])
+        except FileNotFoundError:
+            return None
+
+    def stored_payload(request: Request, email_only: bool = False) -> tuple[dict, dict] | None:
+        found = stored(request, email_only)
+        try:
+            return None if found is None else (found[0], read_payload(found[1], found[0]["compression"]))
+        except InvalidMessage:
+            return None
+
+    async def body(request: Request) -> Response:
+        found = stored_payload(request)
+        if found is None:
             return not_found()
-        html = payload.get("html_body") if isinstance(payload.get("html_body"), str) else ""
-        return HTMLResponse(html, headers={**_COMMON_HEADERS, "Content-Security-Policy": _BODY_POLICY})
+        html = found[1].get("html_body")
+        return HTMLResponse(html if isinstance(html, str) else "",
+                            headers={**_COMMON_HEADERS, "Content-Security-Policy": _BODY_POLICY})
 
     async def download(request: Request) -> Response:
-        found = located(request)
+        found = stored(request)
         if found is None:
             return not_found()
-        bucket, row = found
-        try:
-            data = bucket.read(row["key"])
-        except FileNotFoundError:
-            return not_found()
-        name = row["key"].rsplit("/", 1)[-1]
-        return Response(data, media_type="application/octet-stream",
-                        headers={**_COMMON_HEADERS, "Content-Disposition": _attachment(name)})
+        row, data = found
+        return Response(data, media_type="application/octet-stream", headers={
+            **_COMMON_HEADERS, "Content-Disposition": _attachment(row["key"].rsplit("/", 1)[-1])})
 
     async def as_eml(request: Request) -> Response:
-        found = located(request)
-        if found is None or found[1]["channel"] != "email":
+        found = stored_payload(request, email_only=True)
+        if found is None:
             return not_found()
-        bucket, row = found
-        try:
-            payload = read_payload(bucket.read(row["key"]), row["compression"])
-        except (FileNotFoundError, InvalidMessage):
-            return not_found()
+        row, payload = found
         return Response(eml(payload, row["profile"], row["key"], row["sha256"]), media_type="message/rfc822",
                         headers={**_COMMON_HEADERS, "Content-Disposition": _attachment(f"{row['message_id']}.eml")})
 
