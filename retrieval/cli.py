@@ -333,19 +333,25 @@ def _verify(args, targets) -> int:
             report["not_indexed"].extend(key for key in stored if key not in indexed)
             if in_manifests is not None:  # a bucket the pipeline never wrote has no chain to hold it to
                 report["not_in_manifest"].extend(key for key in stored if key not in in_manifests)
-    problems = sum(len(report[name]) for name in _FINDINGS)
+    return _findings(args, report, _FINDINGS, (
+        f"checked {report['checked']:,}: {report['ok']:,} ok, {len(report['missing']):,} missing, "
+        f"{len(report['changed']):,} changed, {len(report['unreadable']):,} unreadable, "
+        f"{len(report['not_indexed']):,} not in the index, {len(report['not_in_manifest']):,} in no "
+        f"manifest; {report['manifests']:,} manifest(s), {len(report['chain']):,} chain problem(s)"))
+
+
+def _findings(args, report: dict, names: tuple[str, ...], summary: str) -> int:
+    """A check's report: JSON with the counts, or its summary line and each finding;
+    exit 1 when there is any."""
     if args.json:
         _print_json({**{k: sorted(v) if isinstance(v, list) else v for k, v in report.items()},
-                     "counts": {name: len(report[name]) for name in _FINDINGS}})
+                     "counts": {name: len(report[name]) for name in names}})
     else:
-        print(f"checked {report['checked']:,}: {report['ok']:,} ok, {len(report['missing']):,} missing, "
-              f"{len(report['changed']):,} changed, {len(report['unreadable']):,} unreadable, "
-              f"{len(report['not_indexed']):,} not in the index, {len(report['not_in_manifest']):,} in no "
-              f"manifest; {report['manifests']:,} manifest(s), {len(report['chain']):,} chain problem(s)")
-        for name in _FINDINGS:
+        print(summary)
+        for name in names:
             for item in sorted(report[name]):
                 print(f"  {name}: {item}")
-    return EXIT_FINDINGS if problems else EXIT_OK
+    return EXIT_FINDINGS if any(report[name] for name in names) else EXIT_OK
 
 
 def _progress_for(args, what: str, total: int):
@@ -539,17 +545,9 @@ def _reconcile(args, targets) -> int:
             if key not in indexed:
                 report["not_indexed"].append(key)
     report["missing"].extend(remaining)
-    problems = sum(len(report[name]) for name in _RECONCILED)
-    if args.json:
-        _print_json({**{k: sorted(v) if isinstance(v, list) else v for k, v in report.items()},
-                     "counts": {name: len(report[name]) for name in _RECONCILED}})
-    else:
-        print(f"{report['delivered']:,} delivered: {report['ok']:,} archived and intact, "
-              + ", ".join(f"{len(report[name]):,} {name.replace('_', ' ')}" for name in _RECONCILED))
-        for name in _RECONCILED:
-            for item in sorted(report[name]):
-                print(f"  {name}: {item}")
-    return EXIT_FINDINGS if problems else EXIT_OK
+    return _findings(args, report, _RECONCILED, (
+        f"{report['delivered']:,} delivered: {report['ok']:,} archived and intact, "
+        + ", ".join(f"{len(report[name]):,} {name.replace('_', ' ')}" for name in _RECONCILED)))
 
 
 def _serve(args, targets) -> int:
