@@ -1,14 +1,17 @@
 """WriteAuditIndex: the index rows of archived objects as Parquet files, and the manifests' hash chain.
 
     IndexRow (one per ARCHIVED outcome, from ArchiveMessages(index=True))
-      ├─ key by (tenant, channel, date) ── GroupIntoBatches(rows_per_file, flush_seconds) (a backfill:
-      │    GroupByKey, cut)  ── _WriteIndexFn ──> <destination>/archive_index/tenant=T/channel=C/date=D/part-….parquet
-      └─ (key, sha256) by tenant ── GroupIntoBatches(MANIFEST_ENTRIES, manifest_seconds) (a backfill: GroupByKey, cut)
+    a stream:
+      ├─ key by (tenant, channel, date) ── GroupIntoBatches(rows_per_file, flush_seconds)
+      │    ── _WriteIndexFn ──> <destination>/archive_index/tenant=T/channel=C/date=D/part-….parquet
+      └─ (key, sha256) by tenant ── GroupIntoBatches(MANIFEST_ENTRIES, manifest_seconds)
            ── _WriteManifestFn ──> <destination>/archive_manifests/tenant=T/<sequence>.json (the next link)
+    a backfill: _WriteBufferedFn, per worker and bundle (or per rows_per_file rows): the same files and
+      manifests, with memory bounded whatever the input's size
 
 A row exists only for an object the store confirmed (ARCHIVED), so the index
 never names an object that is not there. A backfill writes each partition's
-rows when the input ends; a stream flushes a partition's file every
+rows as each worker's bundle ends (or every 50,000 rows); a stream flushes a partition's file every
 `flush_seconds` (a minute by default) or `rows_per_file` rows, whichever comes
 first (`message-archiver index compact` merges the small files later).
 
@@ -17,8 +20,8 @@ one before, found by listing the tenant's manifests once per worker and then
 followed; the next one is created only if its sequence number is free (a
 conditional create), so two workers never fork the chain: the loser reads
 the new head and takes the next number. They go through the tenant's store,
-with its Object Lock settings. A backfill writes one per tenant (or per
-100,000 objects), a stream one an hour.
+with its Object Lock settings. A backfill writes one per tenant and bundle
+(or per 50,000 objects), a stream one an hour (or per 100,000 objects).
 
 Files are created, never replaced: each name carries the run id and a random
 part, so a retried bundle adds a second file with the same rows (readers keep
@@ -77,41 +80,29 @@ class WriteAuditIndex(beam.PTransform):
             destination = store.resolved()
             tenants = TenantDirectory.single(destination.url, destination.storage_options,
                                              allow_insecure_http=destination.allow_insecure_http)
-        self._write = _WriteIndexFn(store, tenants, run_id, prefix)
-        self._manifest = _WriteManifestFn(store, tenants, run_id)
+        self._store, self._tenants, self._run_id, self._prefix = store, tenants, run_id, prefix
         self._rows_per_file, self._flush_seconds = rows_per_file, flush_seconds
         self._manifest_seconds = manifest_seconds
 
     def expand(self, rows):
-        by_partition = rows | "ByPartition" >> beam.Map(lambda row: (partition_of(row), row)).with_output_types(
-            typing.Tuple[typing.Tuple[str, str, str], typing.Any])  # a deterministic key coder
-        by_tenant = rows | "ByTenant" >> beam.Map(lambda row: (row.tenant, (row.key, row.sha256))).with_output_types(
-            typing.Tuple[str, typing.Tuple[str, str]])
-        if self._streaming:  # a file when it is full or has waited long enough
-            files = by_partition | "Batch" >> beam.GroupIntoBatches(
-                self._rows_per_file, max_buffering_duration_secs=self._flush_seconds)
-            entries = by_tenant | "Entries" >> beam.GroupIntoBatches(
-                audit.MANIFEST_ENTRIES, max_buffering_duration_secs=self._manifest_seconds)
-        else:  # a backfill: everything once the input has ended (the FnApiRunner runs one
-            # GroupIntoBatches per pipeline, not two), cut into files of at most so many
-            files = by_partition | "Group" >> beam.GroupByKey() | "Cut" >> beam.FlatMap(
-                _chunks, self._rows_per_file)
-            entries = by_tenant | "GroupEntries" >> beam.GroupByKey() | "CutEntries" >> beam.FlatMap(
-                _chunks, audit.MANIFEST_ENTRIES)
-        return (files | "WriteFiles" >> beam.ParDo(self._write),
-                entries | "WriteManifests" >> beam.ParDo(self._manifest))
-
-
-def _chunks(grouped, size: int):
-    key, values = grouped
-    chunk = []
-    for value in values:
-        chunk.append(value)
-        if len(chunk) == size:
-            yield key, chunk
-            chunk = []
-    if chunk:
-        yield key, chunk
+        if not self._streaming:  # a backfill: each worker writes what it holds, at most so many rows
+            return rows | "WriteIndex" >> beam.ParDo(_WriteBufferedFn(
+                self._store, self._tenants, self._run_id, self._prefix, self._rows_per_file))
+        # a stream: a file when it is full or has waited long enough, its rows kept in state
+        files = (rows
+                 | "ByPartition" >> beam.Map(lambda row: (partition_of(row), row)).with_output_types(
+                     typing.Tuple[typing.Tuple[str, str, str], typing.Any])  # a deterministic key coder
+                 | "Batch" >> beam.GroupIntoBatches(self._rows_per_file,
+                                                    max_buffering_duration_secs=self._flush_seconds)
+                 | "WriteFiles" >> beam.ParDo(_WriteIndexFn(self._store, self._tenants, self._run_id,
+                                                            self._prefix)))
+        manifests = (rows
+                     | "ByTenant" >> beam.Map(lambda row: (row.tenant, (row.key, row.sha256))).with_output_types(
+                         typing.Tuple[str, typing.Tuple[str, str]])
+                     | "Entries" >> beam.GroupIntoBatches(audit.MANIFEST_ENTRIES,
+                                                          max_buffering_duration_secs=self._manifest_seconds)
+                     | "WriteManifests" >> beam.ParDo(_WriteManifestFn(self._store, self._tenants, self._run_id)))
+        return files, manifests
 
 
 class _TenantStoresFn(beam.DoFn):
@@ -151,7 +142,10 @@ class _WriteIndexFn(_TenantStoresFn):
 
     def process(self, batch):
         partition, rows = batch
-        rows = list(rows)
+        self.write_file(partition, list(rows))
+        return ()
+
+    def write_file(self, partition: tuple[str, str, str], rows: list) -> bool:
         tenant = partition[0]
         self._count += 1
         name = f"part-{self._run_id}-{self._worker}-{int(time.time() * 1000)}-{self._count:06d}"
@@ -161,13 +155,13 @@ class _WriteIndexFn(_TenantStoresFn):
         if result.ok:
             self._files.inc()
             self._rows.inc(len(rows))
-        else:
-            self._failed.inc()
-            self._failed_rows.inc(len(rows))
-            _LOG.error("the audit index file %s (%d rows of tenant %s) could not be written (%s); the objects "
-                       "are archived: `message-archiver index rebuild` recreates their rows",
-                       key, len(rows), tenant, result.error_class.value if result.error_class else "unknown")
-        return ()
+            return True
+        self._failed.inc()
+        self._failed_rows.inc(len(rows))
+        _LOG.error("the audit index file %s (%d rows of tenant %s) could not be written (%s); the objects "
+                   "are archived: `message-archiver index rebuild` recreates their rows",
+                   key, len(rows), tenant, result.error_class.value if result.error_class else "unknown")
+        return False
 
 
 class _WriteManifestFn(_TenantStoresFn):
@@ -186,6 +180,11 @@ class _WriteManifestFn(_TenantStoresFn):
 
     def process(self, batch):
         tenant, entries = batch
+        self.append(tenant, entries)
+        return ()
+
+    def append(self, tenant: str, entries) -> None:
+        """The tenant's next manifest, listing these (key, sha256)."""
         entries = sorted(set(entries))
         store = self._store_for(tenant)
         for _ in range(self._ATTEMPTS):
@@ -197,7 +196,7 @@ class _WriteManifestFn(_TenantStoresFn):
             if result.ok and not result.existed:
                 self._heads[tenant] = (sequence, json.loads(data)["chain"])
                 self._written.inc()
-                return ()
+                return
             if result.ok or result.error_class is ErrorClass.CONFLICT:  # the number was taken: read the head
                 self._heads.pop(tenant, None)
                 continue
@@ -206,7 +205,50 @@ class _WriteManifestFn(_TenantStoresFn):
         _LOG.error("the manifest of %d objects of tenant %s could not be written (%s): the objects are "
                    "archived and indexed; `message-archiver verify` lists them as in no manifest",
                    len(entries), tenant, result.error_class.value if result.error_class else "unknown")
+
+
+class _WriteBufferedFn(beam.DoFn):
+    """A backfill's index: each worker keeps the rows of what it archived, and before
+    its bundle ends (or at `rows_per_file` rows) writes them, a file per partition and
+    a manifest per tenant. Memory stays bounded whatever the input's size (a
+    GroupByKey would hold every row of the run); a retried bundle writes its rows
+    again under new names, which readers fold."""
+
+    def __init__(self, store: StoreSpec, tenants: TenantDirectory, run_id: str, prefix: str, rows_per_file: int):
+        self._files = _WriteIndexFn(store, tenants, run_id, prefix)
+        self._manifests = _WriteManifestFn(store, tenants, run_id)
+        self._rows_per_file = rows_per_file
+
+    def setup(self):
+        self._files.setup()
+        self._manifests.setup()
+
+    def start_bundle(self):
+        self._held: dict[tuple[str, str, str], list] = {}
+        self._count = 0
+
+    def process(self, row):
+        self._held.setdefault(partition_of(row), []).append(row)
+        self._count += 1
+        if self._count >= self._rows_per_file:
+            self._flush()
         return ()
+
+    def finish_bundle(self):
+        self._flush()
+
+    def teardown(self):
+        self._files.teardown()
+        self._manifests.teardown()
+
+    def _flush(self) -> None:
+        held, self._held, self._count = self._held, {}, 0
+        entries: dict[str, list] = {}
+        for partition, rows in sorted(held.items()):
+            self._files.write_file(partition, rows)
+            entries.setdefault(partition[0], []).extend((row.key, row.sha256) for row in rows)
+        for tenant, listed in sorted(entries.items()):
+            self._manifests.append(tenant, listed)
 
 
 def _chain_head(store: ObjectStore, tenant: str) -> tuple[int, str]:
