@@ -16,14 +16,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from archive import encoding
+from archive import audit, batches, encoding, frames
+from archive.batches import BatchKey, BatchLimits
+from archive.eml import eml
+from archive.keys import KeyTemplate, KeyValues
 from archive.envelope import (
     DEFAULT_MAX_MESSAGE_BYTES, INT64_MAX, INT64_MIN, Envelope, InvalidMessage, canonical_channel, canonical_json, decode,
     derived_message_id, parse_json,
 )
 from archive.errors import describe
 from archive.outcome import ARCHIVED, FAILED, INVALID, SKIPPED, DeadLetter, Outcome
-from archive.profiles import BuildContext, Profile, get_profile
+from archive.profiles import ArchiveEntry, BuildContext, Profile, get_profile
 from archive.store import ObjectMetadata, WriteResult
 from archive.tenants import TenantDirectory
 
@@ -44,14 +47,27 @@ class ArchiveRequest:
     source: str | None = None
     profile: str = "clevertap"
     payload: Mapping[str, Any] | None = None  # what `data` encodes: the audit index reads its ids
+    also: "ArchiveRequest | None" = None      # `email_format both`: the .eml written beside the JSON
+    sent_at_millis: int | None = None         # the message's send time (a batched object's window)
+    batch: BatchKey | None = None             # object_mode batched: the object it joins; `data` is its frame
 
     # A frozen dataclass's own __init__ sets each field with object.__setattr__; one
     # update of the instance's dict does the same at a third of the cost (one per message).
     def __init__(self, message_id: str, tenant: str, channel: str, key: str, data: bytes,
                  metadata: ObjectMetadata, source: str | None = None, profile: str = "clevertap",
-                 payload: Mapping[str, Any] | None = None):
+                 payload: Mapping[str, Any] | None = None, also: "ArchiveRequest | None" = None,
+                 sent_at_millis: int | None = None, batch: BatchKey | None = None):
         self.__dict__.update(message_id=message_id, tenant=tenant, channel=channel, key=key, data=data,
-                             metadata=metadata, source=source, profile=profile, payload=payload)
+                             metadata=metadata, source=source, profile=profile, payload=payload, also=also,
+                             sent_at_millis=sent_at_millis, batch=batch)
+
+    @property
+    def writes(self) -> list[tuple[str, bytes, ObjectMetadata]]:
+        """The objects this message is archived as: one, or its JSON and its .eml."""
+        first = (self.key, self.data, self.metadata)
+        if self.also is None:
+            return [first]
+        return [first, (self.also.key, self.also.data, self.also.metadata)]
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,11 @@ class ArchiverConfig:
     default_region: str | None = None   # for phone numbers without a country code
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     default_tenant: str = DEFAULT_TENANT  # the tenant of a message that names none
+    # Without a tenant file: the one tenant's layout (see archive.tenants for each).
+    key_template: str | None = None
+    email_format: str = "json"
+    object_mode: str = "message"
+    batch: BatchLimits = BatchLimits()
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,9 @@ class _TenantRules:
     channels: frozenset
     content_type: str
     content_encoding: str | None
+    template: KeyTemplate | None = None   # the tenant's own key layout
+    email_format: str = "json"            # json | eml | both
+    batch: BatchLimits | None = None      # object_mode batched: the limits of its objects
 
 
 class Archiver:
@@ -95,7 +119,9 @@ class Archiver:
                 codec = encoding.get_codec(tenant.compression or profile.default_compression)
                 self._rules[name] = _TenantRules(
                     profile, codec, tenant.channels,
-                    *codec.object_metadata(tenant.destination.http_content_encoding))
+                    *codec.object_metadata(tenant.destination.http_content_encoding),
+                    tenant.key_template, tenant.email_format,
+                    tenant.batch if tenant.object_mode == "batched" else None)
 
     def prepare(self, raw: bytes | str | Mapping[str, Any] | None, source: str | None = None,
                 received_millis: int | None = None) -> ArchiveRequest | Outcome:
@@ -128,19 +154,75 @@ class Archiver:
         context = self._file_context if received_millis is None else BuildContext(
             received_millis, self.config.default_region)
         entry = rules.profile.build(envelope, context)
-        data = rules.codec.compress(encoding.payload_json(entry.payload))
+        stem = entry.key_stem if rules.template is None else _templated_stem(rules, entry, tenant)
+        json_bytes = encoding.payload_json(entry.payload)
+        if rules.batch is not None:
+            return self._member(rules, entry, json_bytes, tenant, source)
+        if rules.email_format != "json" and entry.channel == "email":
+            return self._email(rules, entry, stem, json_bytes, tenant, source)
+        data = rules.codec.compress(json_bytes)
         return ArchiveRequest(
             message_id=entry.message_id,
             tenant=tenant,
             channel=entry.channel,
-            key=encoding.object_key(entry.key_stem, rules.codec),
+            key=encoding.object_key(stem, rules.codec),
             data=data,
             metadata=ObjectMetadata(rules.content_type, rules.content_encoding,
                                     hashlib.sha256(data).hexdigest(), rules.codec.name),
             source=source,
             profile=rules.profile.name,
             payload=entry.payload,
+            sent_at_millis=entry.sent_at_millis,
         )
+
+    @staticmethod
+    def _member(rules: _TenantRules, entry: ArchiveEntry, json_bytes: bytes, tenant: str,
+                source: str | None) -> ArchiveRequest:
+        """A message of a batched object: its frame, the batch it joins, and the key it
+        would have had alone (the audit index reads its fields: recipient, campaign)."""
+        data = frames.frame(rules.codec, json_bytes)
+        return ArchiveRequest(
+            message_id=entry.message_id, tenant=tenant, channel=entry.channel,
+            key=encoding.object_key(entry.key_stem, rules.codec), data=data,
+            metadata=ObjectMetadata(rules.content_type, rules.content_encoding, hashlib.sha256(data).hexdigest(),
+                                    rules.codec.name),
+            source=source, profile=rules.profile.name, payload=entry.payload, sent_at_millis=entry.sent_at_millis,
+            batch=batches.batch_of(tenant, entry.channel, entry.message_id, entry.sent_at_millis, rules.batch))
+
+    def codec_for(self, tenant: str) -> encoding.Codec:
+        """The codec of a (known) tenant's objects."""
+        return self._rules_for(tenant).codec
+
+    def batched(self, tenant: str) -> bool:
+        """Whether the tenant's messages are archived in batched objects."""
+        rules = self._rules_for(tenant)
+        return rules is not None and rules.batch is not None
+
+    def _email(self, rules: _TenantRules, entry: ArchiveEntry, stem: str, json_bytes: bytes, tenant: str,
+               source: str | None) -> ArchiveRequest:
+        """An email as .eml (`eml`), or as its JSON with the .eml beside it (`both`):
+        the same key, ".eml" for ".json"; the .eml names its JSON twin and that
+        twin's sha256 in its X-Archive-* headers."""
+        json_key = encoding.object_key(stem, rules.codec)
+        data = rules.codec.compress(json_bytes)
+        sha = hashlib.sha256(data).hexdigest()
+        both = rules.email_format == "both"
+        eml_bytes = rules.codec.compress(eml(entry.payload, rules.profile.name, json_key if both else None,
+                                             sha if both else None))
+        content_type = rules.content_type if rules.content_type != encoding.CONTENT_TYPE else "message/rfc822"
+        eml_request = ArchiveRequest(
+            message_id=entry.message_id, tenant=tenant, channel=entry.channel,
+            key=encoding.object_key(stem, rules.codec, "eml"), data=eml_bytes,
+            metadata=ObjectMetadata(content_type, rules.content_encoding, hashlib.sha256(eml_bytes).hexdigest(),
+                                    rules.codec.name),
+            source=source, profile=rules.profile.name, payload=entry.payload, sent_at_millis=entry.sent_at_millis)
+        if not both:
+            return eml_request
+        return ArchiveRequest(
+            message_id=entry.message_id, tenant=tenant, channel=entry.channel, key=json_key, data=data,
+            metadata=ObjectMetadata(rules.content_type, rules.content_encoding, sha, rules.codec.name),
+            source=source, profile=rules.profile.name, payload=entry.payload, also=eml_request,
+            sent_at_millis=entry.sent_at_millis)
 
     def _rules_for(self, tenant: str) -> _TenantRules | None:
         if self.tenants is None:
@@ -157,11 +239,21 @@ class Archiver:
         return Outcome(status, message_id=message_id, tenant=tenant, channel=envelope.channel,
                        profile=profile, source=source, at=_now_iso(), **details)
 
-    def written(self, request: ArchiveRequest, result: WriteResult) -> Outcome:
-        """ARCHIVED or FAILED, from the store's answer."""
+    def written(self, request: ArchiveRequest, result: WriteResult, also: WriteResult | None = None,
+                byte_offset: int | None = None) -> Outcome:
+        """ARCHIVED or FAILED, from the store's answer (answers: the JSON's, and the
+        .eml's with `email_format both`; ARCHIVED only when both are stored)."""
         common = dict(message_id=request.message_id, tenant=request.tenant, channel=request.channel,
                       profile=request.profile, url=result.url, attempts=result.attempts,
                       latency_ms=result.latency_ms, source=request.source, at=_now_iso())
+        if byte_offset is not None:
+            common["byte_offset"] = byte_offset
+        if also is not None:
+            common["eml_url"] = also.url
+            common["attempts"] = max(result.attempts, also.attempts)
+            common["latency_ms"] = max(result.latency_ms, also.latency_ms)
+            if result.ok and not also.ok:
+                result = also
         if result.ok:
             return Outcome(ARCHIVED, bytes=len(request.data), existed=True if result.existed else None,
                            sha256=request.metadata.sha256 or hashlib.sha256(request.data).hexdigest(), **common)
@@ -191,6 +283,15 @@ class Archiver:
             return DeadLetter(hashlib.sha256(data).hexdigest(), failed.error or reason, None, source, data,
                               FAILED, failed.error_class)
         return DeadLetter(hashlib.sha256(data).hexdigest(), reason, field, source, data)
+
+
+def _templated_stem(rules: _TenantRules, entry: ArchiveEntry, tenant: str) -> str:
+    """The tenant's own key for the entry: the preset key's fields (one home for how
+    each is computed), laid out by the tenant's template."""
+    parsed = audit.parse_key(entry.key_stem + ".json")
+    return rules.template.render(KeyValues(
+        tenant, rules.profile.name, entry.channel, entry.key_stem.split("/", 2)[1], entry.sent_at_millis,
+        parsed.group, parsed.recipient_md5, entry.message_id))
 
 
 def raw_bytes(raw: bytes | str | Mapping[str, Any] | None) -> bytes:

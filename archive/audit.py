@@ -34,13 +34,15 @@ import datetime as _dt
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from archive import encoding, identity
+from archive.eml import eml_fields
 from archive.envelope import InvalidMessage
+from archive.keys import KeyTemplate
 from archive.profiles.braze import CHANNEL_FOLDERS as _BRAZE_FOLDERS
 from archive.profiles.clevertap import CHANNEL_FOLDERS as _CLEVERTAP_FOLDERS
 
@@ -48,6 +50,7 @@ ROOT = "sent_messages"
 _CLEVERTAP_CHANNELS = {folder: channel for channel, folder in _CLEVERTAP_FOLDERS.items()}
 _BRAZE_CHANNELS = {"email": "email", "push": "push", "sms": "sms"}
 assert set(_BRAZE_FOLDERS.values()) == set(_BRAZE_CHANNELS)
+_FOLDER_CHANNELS = {"clevertap": _CLEVERTAP_CHANNELS, "braze": _BRAZE_CHANNELS}
 _SUFFIXES = {codec.suffix: name for name, codec in encoding.CODECS.items()}
 _HEX = frozenset("0123456789abcdef")
 
@@ -64,29 +67,75 @@ class KeyFields:
     message_id: str         # clevertap message_id, braze dispatch_id
     compression: str        # lz4 | gzip | zstd | none
     year_month: str | None  # clevertap's yyyymm
+    format: str = "json"    # json | eml (`--email_format eml|both`)
 
 
-def parse_key(key: str) -> KeyFields | None:
+class Layout(NamedTuple):
+    """A tenant's own key template (archive.keys.KeyTemplate) and the profile of its payloads."""
+
+    template: KeyTemplate
+    profile: str
+
+
+def parse_key(key: str, layouts: Iterable[Layout] = ()) -> KeyFields | None:
     """The fields of an archive object's key (relative to the destination), or
-    None for anything else under the bucket (an index file, an outcome)."""
+    None for anything else under the bucket (an index file, an outcome). A key
+    in a seed's layout reads back alone; one a tenant's template made reads back
+    with that tenant's Layout."""
     parts = key.split("/")
-    if len(parts) < 5 or parts[0] != ROOT or any(part in ("", ".", "..") for part in parts):
+    if any(part in ("", ".", "..") for part in parts):
         return None
-    name = parts[-1]
-    stem, dot, suffix = name.partition(".json")
-    if not dot or not stem or suffix not in _SUFFIXES:
+    split = _split_name(parts[-1])
+    if split is None:
         return None
-    compression = _SUFFIXES[suffix]
+    stem, form, compression = split
+    if parts[0] != ROOT or len(parts) < 5:
+        return _parse_templated(key, parts[0], "/".join(parts[:-1] + [stem]), form, compression, layouts)
     if len(parts) == 6 and parts[1] in _CLEVERTAP_CHANNELS:
         _, folder, month, campaign, digest, _ = parts
         if len(month) == 6 and month.isdigit() and _is_md5(digest):
             return KeyFields(key, "clevertap", _CLEVERTAP_CHANNELS[folder], digest, campaign, stem,
-                             compression, month)
+                             compression, month, form)
     if len(parts) == 5 and parts[1] in _BRAZE_CHANNELS:
         _, folder, digest, group, _ = parts
         if _is_md5(digest):
-            return KeyFields(key, "braze", _BRAZE_CHANNELS[folder], digest, group, stem, compression, None)
+            return KeyFields(key, "braze", _BRAZE_CHANNELS[folder], digest, group, stem, compression, None, form)
     return None
+
+
+def _split_name(name: str) -> tuple[str, str, str] | None:
+    """(stem, json | eml, compression) of an object's file name, else None."""
+    for form in ("json", "eml"):
+        for suffix, compression in _SUFFIXES.items():
+            ending = f".{form}{suffix}"
+            if name.endswith(ending) and len(name) > len(ending):
+                return name[:-len(ending)], form, compression
+    return None
+
+
+def _parse_templated(key: str, prefix: str, stem: str, form: str, compression: str,
+                     layouts: Iterable[Layout]) -> KeyFields | None:
+    for layout in layouts:
+        if layout.template.prefix != prefix:
+            continue
+        values = layout.template.parse(stem)
+        if values is None:
+            continue
+        channel = values.get("channel") or _FOLDER_CHANNELS[layout.profile].get(values.get("channel_folder"))
+        if channel is None:
+            continue
+        month = values.get("yyyymm") or (values.get("yyyymmdd") or "")[:6] or (
+            values["yyyy"] + values["mm"] if "yyyy" in values and "mm" in values else None)
+        return KeyFields(key, layout.profile, channel, values["recipient_md5"], values.get("campaign_id", ""),
+                         values["message_id"], compression, month, form)
+    return None
+
+
+def layouts_of(tenants) -> tuple[Layout, ...]:
+    """The templated layouts of a TenantDirectory's tenants (none: the seeds' only)."""
+    if tenants is None:
+        return ()
+    return tuple(Layout(t.key_template, t.profile) for t in tenants.tenants.values() if t.key_template)
 
 
 def _is_md5(text: str) -> bool:
@@ -116,6 +165,7 @@ class IndexRow:
     bytes: int
     sha256: str
     compression: str
+    byte_offset: int | None = None  # a batched object: where the message's frame (of `bytes`) starts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,7 +181,8 @@ def index_row(parsed: KeyFields, data: bytes, tenant: str, archived_at_ms: int |
     sha256, and the ids its payload holds (decompressed and read here when not
     given). InvalidMessage when the bytes are not an archive object's JSON."""
     if payload is None:
-        payload = read_payload(data, parsed.compression)
+        payload = read_eml(data, parsed.compression) if parsed.format == "eml" else read_payload(
+            data, parsed.compression)
     channel = parsed.channel
     if parsed.profile == "braze" and channel == "sms" and payload.get("media_urls"):
         channel = "mms"
@@ -159,7 +210,7 @@ INDEX_SCHEMA = pa.schema([
     ("recipient_md5", _STRING), ("push_token_md5", _STRING), ("user_id", _STRING), ("external_id", _STRING),
     ("campaign_id", _STRING), ("journey_id", _STRING), ("canvas_id", _STRING), ("canvas_step_id", _STRING),
     ("sent_at_ms", pa.int64()), ("archived_at_ms", pa.int64()), ("date", _STRING), ("key", _STRING),
-    ("bytes", pa.int64()), ("sha256", _STRING), ("compression", _STRING),
+    ("bytes", pa.int64()), ("sha256", _STRING), ("compression", _STRING), ("byte_offset", pa.int64()),
 ])
 assert tuple(INDEX_SCHEMA.names) == INDEX_FIELDS
 FILE_COLUMNS = [name for name in INDEX_SCHEMA.names if name not in PARTITIONS]
@@ -209,6 +260,16 @@ def read_payload(data: bytes, compression: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidMessage("the object is not a JSON object")
     return payload
+
+
+def read_eml(data: bytes, compression: str) -> dict[str, Any]:
+    """What an archived .eml's own headers say of its message (archive.eml.eml_fields);
+    InvalidMessage when the bytes are not one."""
+    try:
+        return eml_fields(encoding.get_codec(compression).decompress(data))
+    except (ValueError, RuntimeError, OSError, EOFError, LookupError, TypeError) as exc:
+        raise InvalidMessage(f"the object is not a {compression}-compressed archived email "
+                             f"({type(exc).__name__})") from None
 
 
 def _no_duplicates(pairs: list) -> dict:

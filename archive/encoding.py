@@ -116,9 +116,10 @@ def _strict_json(value: Any) -> bytes:
     return "".join(_C_ENCODER(value, 0)).encode("utf-8")
 
 
-def object_key(key_stem: str, codec: Codec) -> str:
-    """The object's key; InvalidMessage when it is longer than S3 (and GCS) allow."""
-    key = f"{key_stem}.json{codec.suffix}"
+def object_key(key_stem: str, codec: Codec, form: str = "json") -> str:
+    """The object's key (`form`: json, or eml for an email as RFC 5322); InvalidMessage
+    when it is longer than S3 (and GCS) allow."""
+    key = f"{key_stem}.{form}{codec.suffix}"
     size = len(key.encode("utf-8"))
     if size > MAX_KEY_BYTES:
         raise InvalidMessage(f"the object key would be {size} bytes, over the {MAX_KEY_BYTES} bytes "

@@ -35,8 +35,10 @@ class Outcome:
     channel: str | None
     profile: str
     url: str | None = None            # ARCHIVED (and the attempted URL when FAILED)
-    bytes: int | None = None          # ARCHIVED: size of the written object
-    sha256: str | None = None         # ARCHIVED: of the written bytes
+    eml_url: str | None = None        # `email_format both`: the .eml beside the JSON at `url`
+    byte_offset: int | None = None    # a batched object: where this message's frame starts in it
+    bytes: int | None = None          # ARCHIVED: size of the written object (batched: of its frame)
+    sha256: str | None = None         # ARCHIVED: of the written bytes (batched: of its frame)
     attempts: int | None = None       # ARCHIVED, FAILED
     existed: bool | None = None       # ARCHIVED: true when the key already held these same bytes
     latency_ms: float | None = None   # ARCHIVED, FAILED: first attempt to last answer

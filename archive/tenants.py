@@ -11,6 +11,11 @@ receives every message, as a one-tenant deployment expects.
         profile: clevertap            # or braze
         compression: lz4              # lz4 | gzip | zstd | none (default: the profile's)
         channels: [email, push, sms, whatsapp]
+        key_template: archive/{tenant}/{channel}/{yyyy}/{mm}/{dd}/{recipient_md5}/{message_id}
+                                      # optional: the tenant's own key layout (archive.keys.KeyTemplate)
+        email_format: json            # json | eml | both: email as the profile's JSON, RFC 5322 .eml, or both
+        object_mode: message          # message (one object each, the seeds' layout) | batched (cost mode)
+        batch: {seconds: 60, max_messages: 10000, max_bytes: 67108864, shards: 1}  # object_mode: batched
         destinations:
           - url: s3://acme-message-archive
             default: true
@@ -55,9 +60,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from archive.batches import OBJECT_MODES, BatchLimits
 from archive.encoding import CODECS
 from archive.envelope import CHANNELS
+from archive.keys import KeyTemplate, TemplateError
 from archive.profiles import PROFILES
+
+EMAIL_FORMATS = ("json", "eml", "both")
 
 _S3_PROTOCOLS = ("s3", "s3a")
 _AZURE_PROTOCOLS = ("abfs", "abfss", "az")
@@ -119,6 +128,10 @@ class Tenant:
     compression: str | None
     channels: frozenset[str]
     destinations: tuple[Destination, ...]
+    key_template: KeyTemplate | None = None  # None: the profile's own layout
+    email_format: str = "json"               # json | eml | both
+    object_mode: str = "message"             # message | batched
+    batch: BatchLimits = BatchLimits()       # object_mode batched
 
     @property
     def destination(self) -> Destination:
@@ -141,10 +154,13 @@ class TenantDirectory:
     @classmethod
     def single(cls, destination: str, storage_options: Mapping[str, Any] | None = None,
                profile: str = "clevertap", compression: str | None = None,
-               name: str = "default", allow_insecure_http: bool = False) -> "TenantDirectory":
+               name: str = "default", allow_insecure_http: bool = False, key_template: str | None = None,
+               email_format: str = "json", object_mode: str = "message",
+               batch: BatchLimits = BatchLimits()) -> "TenantDirectory":
         dest = Destination(destination, dict(storage_options or {}), True, allow_insecure_http)
         check_transport(dest, f"destination {redact_url(destination)}")
-        tenant = Tenant(name, profile, compression, frozenset(CHANNELS), (dest,))
+        tenant = Tenant(name, profile, compression, frozenset(CHANNELS), (dest,),
+                        *_layout(key_template, email_format, object_mode, batch, "the run's options"))
         return cls({name: tenant}, catch_all=name)
 
 
@@ -417,7 +433,8 @@ def _tenant(name: str, body: Any, env: Mapping[str, str]) -> Tenant:
         raise TenantConfigError(f"{where}: a tenant name holds letters, digits and _ . : @ - only")
     if not isinstance(body, Mapping):
         raise TenantConfigError(f"{where}: expected a mapping")
-    _only(body, {"profile", "compression", "channels", "destinations"}, where)
+    _only(body, {"profile", "compression", "channels", "destinations", "key_template", "email_format",
+                 "object_mode", "batch"}, where)
     profile = body.get("profile", "clevertap")
     if not isinstance(profile, str) or profile not in PROFILES:
         raise TenantConfigError(f"{where}: profile must be one of {sorted(PROFILES)}")
@@ -436,9 +453,44 @@ def _tenant(name: str, body: Any, env: Mapping[str, str]) -> Tenant:
     if not isinstance(destinations, list) or not destinations:
         raise TenantConfigError(f"{where}: destinations must be a non-empty list")
     parsed = tuple(_destination(d, f"{where}: destinations[{i}]", env) for i, d in enumerate(destinations))
-    tenant = Tenant(name, profile, compression, frozenset(channels), parsed)
+    batch = _mapping(body.get("batch", {}), f"{where}: batch")
+    _only(batch, {"seconds", "max_messages", "max_bytes", "shards"}, f"{where}: batch")
+    try:
+        limits = BatchLimits(**batch)
+    except TypeError:
+        raise TenantConfigError(f"{where}: batch: expected seconds, max_messages, max_bytes, shards") from None
+    if batch and body.get("object_mode") != "batched":
+        raise TenantConfigError(f"{where}: batch limits are for object_mode: batched")
+    tenant = Tenant(name, profile, compression, frozenset(channels), parsed,
+                    *_layout(body.get("key_template"), body.get("email_format", "json"),
+                             body.get("object_mode", "message"), limits, where))
     tenant.destination  # choose now: an ambiguous choice is a load error
     return tenant
+
+
+def _layout(key_template: Any, email_format: Any, object_mode: Any, batch: BatchLimits, where: str):
+    """(KeyTemplate or None, email format, object mode, batch limits), checked together."""
+    template = None
+    if key_template is not None:
+        try:
+            template = KeyTemplate(key_template)
+        except TemplateError as exc:
+            raise TenantConfigError(f"{where}: key_template: {exc}") from None
+    if email_format not in EMAIL_FORMATS:
+        raise TenantConfigError(f"{where}: email_format must be one of {list(EMAIL_FORMATS)}")
+    if object_mode not in OBJECT_MODES:
+        raise TenantConfigError(f"{where}: object_mode must be one of {list(OBJECT_MODES)}")
+    try:
+        batch.check()
+    except ValueError as exc:
+        raise TenantConfigError(f"{where}: {exc}") from None
+    if object_mode == "batched" and template is not None:
+        raise TenantConfigError(f"{where}: key_template lays out one object per message; a batched "
+                                "tenant's objects are keyed by window and shard (see archive.batches)")
+    if object_mode == "batched" and email_format != "json":
+        raise TenantConfigError(f"{where}: email_format {email_format} writes one .eml per message; "
+                                "a batched tenant archives JSON Lines")
+    return template, email_format, object_mode, batch
 
 
 def _destination(body: Any, where: str, env: Mapping[str, str]) -> Destination:

@@ -25,6 +25,8 @@ from archive.profiles import PROFILES
 from archive.retry import RetryPolicy
 from archive import direct, tenants
 from archive.store import StoreSpec
+from archive.batches import BatchLimits
+from archive.keys import KeyTemplate, TemplateError
 from archive.tenants import Destination, TenantDirectory, check_transport, check_url, redact_url
 
 DEFAULT_DESTINATION = "local_run/archive"
@@ -124,6 +126,37 @@ class ArchiveOptions(PipelineOptions):
             "--compression", default=None, choices=sorted(CODECS),
             help="Compression of each object; the key's suffix follows it (.json.lz4, .json.gz, "
                  ".json.zst, .json). Default: the profile's own (lz4 for clevertap, gzip for braze).")
+        parser.add_argument(
+            "--key_template", default=None,
+            help="The archive's own key layout, instead of the profile's: named fields between "
+                 "slashes, e.g. archive/{tenant}/{channel}/{yyyy}/{mm}/{dd}/{recipient_md5}/{message_id} "
+                 "(fields: tenant profile channel channel_folder yyyy mm dd hh yyyymm yyyymmdd "
+                 "campaign_id recipient_md5 message_id; .json and the compression suffix follow). With "
+                 "--tenants, each tenant's key_template.")
+        parser.add_argument(
+            "--email_format", default="json", choices=["json", "eml", "both"],
+            help="Email as the profile's JSON (json), as an RFC 5322 message (eml: <key>.eml.lz4), or "
+                 "both, under the same key. With --tenants, each tenant's email_format.")
+        parser.add_argument(
+            "--object_mode", default="message", choices=["message", "batched"],
+            help="message: one object per message, the seeds' layout (default). batched (cost mode): "
+                 "a tenant's messages of one channel and window in one object, sent_batches/<tenant>/"
+                 "<channel>/<yyyy>/<mm>/<dd>/<hhmmss>-s<shard>-p<part>.jsonl.lz4, each message its own "
+                 "compressed frame; delivery waits up to --batch_seconds. With --tenants, each tenant's "
+                 "object_mode and batch.")
+        parser.add_argument(
+            "--batch_seconds", type=int, default=60,
+            help="object_mode batched: the window of sent_at one object covers, and the longest a "
+                 "stream holds a message before writing its object (divides a day; default 60).")
+        parser.add_argument(
+            "--batch_max_messages", type=int, default=10_000,
+            help="object_mode batched: most messages in one object (default 10000).")
+        parser.add_argument(
+            "--batch_max_bytes", type=int, default=64 * 1024 * 1024,
+            help="object_mode batched: most compressed bytes in one object (default 64 MiB).")
+        parser.add_argument(
+            "--batch_shards", type=int, default=1,
+            help="object_mode batched: objects per tenant, channel and window, by message id (default 1).")
         parser.add_argument(
             "--default_region", default=None,
             help="ISO 3166 region (e.g. US, GB, IN) used to read phone numbers written without a "
@@ -229,7 +262,12 @@ class ArchiveOptions(PipelineOptions):
         return ArchiverConfig(
             profile=self.profile, compression=self.compression,
             default_region=self.default_region.upper() if self.default_region else None,
-            max_message_bytes=self.max_message_bytes, default_tenant=self.tenant)
+            max_message_bytes=self.max_message_bytes, default_tenant=self.tenant,
+            key_template=self.key_template, email_format=self.email_format, object_mode=self.object_mode,
+            batch=self.batch_limits())
+
+    def batch_limits(self) -> BatchLimits:
+        return BatchLimits(self.batch_seconds, self.batch_max_messages, self.batch_max_bytes, self.batch_shards)
 
     def check(self) -> None:
         """Raise UsageError for the first value the job cannot run with."""
@@ -249,6 +287,18 @@ class ArchiveOptions(PipelineOptions):
                              f"--retry_base_delay ({self.retry_base_delay})")
         if self.default_region is not None:
             check_region(self.default_region)
+        try:
+            self.batch_limits().check()
+        except ValueError as exc:
+            raise UsageError(f"--{str(exc).replace('batch ', 'batch_', 1)}") from None
+        if self.key_template is not None:
+            try:
+                KeyTemplate(self.key_template)
+            except TemplateError as exc:
+                raise UsageError(f"--key_template: {exc}") from None
+        if self.object_mode == "batched" and (self.key_template or self.email_format != "json"):
+            raise UsageError("--object_mode batched keys objects by window and shard and archives JSON "
+                             "Lines: it takes no --key_template and only --email_format json")
         if self.run_id is not None:
             check_run_id(self.run_id)
         if "://" in self.spill_dir and not self.spill_dir.startswith("file://"):

@@ -3,7 +3,7 @@
     destination ── retrieval.bucket.Bucket (list, read; transport rules as the pipeline's)
          │
          ├── retrieval.index: the audit index (Parquet beside the objects): rebuild, find
-         ├── retrieval.eml:   an email payload as an RFC 5322 message
+         ├── archive.eml:     an email payload as an RFC 5322 message (shared with the pipeline)
          └── retrieval.cli:   message-archiver find | show | verify | export | erase | index
 
 It reads the archive through the domain's own rules (archive.audit: key

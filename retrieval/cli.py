@@ -40,7 +40,7 @@ from archive.envelope import InvalidMessage
 from archive.tenants import Destination, TenantConfigError
 from retrieval import manifests, reconcile
 from retrieval.bucket import Bucket
-from retrieval.eml import eml
+from archive.eml import eml
 from archive.audit import parquet_bytes
 from retrieval.index import SCHEMA, AuditIndex, compact, new_run_id, rebuild
 

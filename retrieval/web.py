@@ -6,7 +6,7 @@
                                 email ── <iframe sandbox src=/message/body> (strict CSP: no script, nothing remote)
                                 push, SMS, WhatsApp ── formatted JSON
             ── GET /download    the object's original bytes
-            ── GET /eml         an email as RFC 5322 (retrieval.eml)
+            ── GET /eml         an email as RFC 5322 (archive.eml)
 
 Starlette, rendered on the server with Jinja2 (autoescaped: every value from
 the archive is text, never markup), no build step and no script of its own.
@@ -42,7 +42,7 @@ from starlette.routing import Route
 from archive.audit import parse_key, person_digests, read_payload
 from archive.envelope import InvalidMessage
 from retrieval.bucket import Bucket
-from retrieval.eml import eml
+from archive.eml import eml
 from retrieval.index import AuditIndex
 
 PAGE_SIZE = 50

@@ -1,4 +1,4 @@
-"""archive.audit: keys read back, index rows, a person's digests; retrieval.eml on hostile payloads.
+"""archive.audit: keys read back, index rows, a person's digests; archive.eml on hostile payloads.
 
 Tables of cases, hostile ones first. The round trips use the profiles themselves:
 every key a profile builds must read back to its fields, and every recipient
@@ -16,7 +16,7 @@ from archive import audit, encoding
 from archive.archiver import Archiver, ArchiverConfig, ArchiveRequest
 from archive.envelope import InvalidMessage
 from archive.sample import samples
-from retrieval.eml import eml
+from archive.eml import eml
 
 MD5 = "0123456789abcdef0123456789abcdef"
 

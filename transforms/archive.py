@@ -1,6 +1,7 @@
 """ArchiveMessages: outbound messages in, one archive outcome per message out.
 
     messages ──_ArchiveFn──┬─ prepare ──> write (batched, up to max_in_flight) ──> ARCHIVED | FAILED ─┐
+                           ├─ a batched tenant's message ──> WriteBatches (transforms.batches) ───────┤
                            └─ INVALID, SKIPPED, FAILED (unknown tenant) ─────────────────────────────┴─> outcomes
                               every INVALID and FAILED input, whole ─────────────────────────────────> dead letters
                               with index=True, an audit index row per ARCHIVED object ──────────────────> index_rows
@@ -35,15 +36,18 @@ from archive.envelope import InvalidMessage
 from archive.outcome import ARCHIVED, FAILED, Outcome
 from archive.store import ObjectStore, StoreSpec
 from archive.tenants import TenantDirectory
+from transforms.metrics import METRICS_NAMESPACE, outcome_counter
+from archive.batches import BatchLimits
+from transforms.batches import WriteBatches, batch_element
 from transforms.gate import ArchivedMessage, Deliverable, invalid_key, message_key
 
 _LOG = logging.getLogger(__name__)
 
-METRICS_NAMESPACE = "archive"
 OUTCOMES = "outcomes"
 DEAD_LETTERS = "dead_letters"
 MESSAGES = "messages"
 INDEX_ROWS = "index_rows"
+BATCH_MEMBERS = "batch_members"
 
 
 class SourcedRecord(NamedTuple):
@@ -62,10 +66,6 @@ class ArchiveResult(NamedTuple):
     dead_letters: beam.PCollection   # DeadLetter, the original bytes of every INVALID record
     messages: beam.PCollection | None = None  # ArchivedMessage per input (with its outcome), for GateDelivery
     index_rows: beam.PCollection | None = None  # audit.IndexRow per ARCHIVED object, for WriteAuditIndex
-
-
-def outcome_counter(channel: str | None, status: str):
-    return Metrics.counter(METRICS_NAMESPACE, f"{channel or 'unknown'}.{status}")
 
 
 class ArchiveMessages(beam.PTransform):
@@ -95,7 +95,9 @@ class ArchiveMessages(beam.PTransform):
             destination = store.resolved()
             tenants = TenantDirectory.single(
                 destination.url, destination.storage_options, config.profile, config.compression,
-                name=config.default_tenant, allow_insecure_http=destination.allow_insecure_http)
+                name=config.default_tenant, allow_insecure_http=destination.allow_insecure_http,
+                key_template=config.key_template, email_format=config.email_format,
+                object_mode=config.object_mode, batch=config.batch)
         self._store = store
         self._config = config
         self._tenants = tenants
@@ -104,15 +106,33 @@ class ArchiveMessages(beam.PTransform):
     def expand(self, messages):
         archived = messages | "Archive" >> beam.ParDo(
             _ArchiveFn(self._store, self._config, self._tenants, self._emit_messages, self._index)).with_outputs(
-            DEAD_LETTERS, MESSAGES, INDEX_ROWS, main=OUTCOMES)
-        return ArchiveResult(outcomes=archived[OUTCOMES], dead_letters=archived[DEAD_LETTERS],
-                             messages=archived[MESSAGES] if self._emit_messages else None,
-                             index_rows=archived[INDEX_ROWS] if self._index else None)
+            DEAD_LETTERS, MESSAGES, INDEX_ROWS, BATCH_MEMBERS, main=OUTCOMES)
+        outcomes, dead_letters = archived[OUTCOMES], archived[DEAD_LETTERS]
+        messages_out, index_rows = archived[MESSAGES], archived[INDEX_ROWS]
+        batched = [t.batch for t in self._tenants.tenants.values() if t.object_mode == "batched"]
+        if batched:  # only then: a Flatten cuts the fused stage in two (see the module docstring)
+            limits = BatchLimits(seconds=min(b.seconds for b in batched),
+                                 max_messages=max(b.max_messages for b in batched))
+            written = archived[BATCH_MEMBERS] | "WriteBatches" >> WriteBatches(
+                self._store, self._config, self._tenants, streaming=self._emit_messages, limits=limits)
+            outcomes = (outcomes, written.outcomes) | "AllOutcomes" >> beam.Flatten()
+            dead_letters = (dead_letters, written.dead_letters) | "AllDeadLetters" >> beam.Flatten()
+            messages_out = (messages_out, written.messages) | "AllMessages" >> beam.Flatten()
+            index_rows = (index_rows, written.index_rows) | "AllIndexRows" >> beam.Flatten()
+        return ArchiveResult(outcomes=outcomes, dead_letters=dead_letters,
+                             messages=messages_out if self._emit_messages else None,
+                             index_rows=index_rows if self._index else None)
+
+
+def _done(future) -> bool:
+    if isinstance(future, tuple):
+        return all(f.done() for f in future)
+    return future.done()
 
 
 class _Pending(NamedTuple):
     request: ArchiveRequest
-    future: Any
+    future: Any                  # the write's future; a pair (JSON's, .eml's) with email_format both
     timestamp: Any
     windows: Any
     message: Deliverable | None  # with emit_messages: leaves with the outcome
@@ -146,6 +166,7 @@ class _ArchiveFn(beam.DoFn):
 
     def setup(self):
         self._archiver = Archiver(self._config, self._tenants)
+        self._layouts = audit.layouts_of(self._tenants)
         self._stores: dict[str, ObjectStore] = {}  # one per tenant, each with its own breaker
         self._counters: dict[tuple, Any] = {}
         self._done = 0
@@ -182,10 +203,14 @@ class _ArchiveFn(beam.DoFn):
             if message is not None:
                 yield self._archived(message, prepared)
             return
+        if prepared.batch is not None:  # a batched tenant's message: written with its batch
+            yield beam.pvalue.TaggedOutput(BATCH_MEMBERS, batch_element(prepared, message, raw))
+            return
         store = self._store_for(prepared.tenant)
         if store.writes_inline:  # local disk: no future, no hand-off
             result = store.write(prepared.key, prepared.data, prepared.metadata)
-            yield from self._outcome(prepared, result, timestamp, (window,), message, raw)
+            also = None if prepared.also is None else store.write(*prepared.writes[1])
+            yield from self._outcome(prepared, result, timestamp, (window,), message, raw, also)
             return
         self._batch.append(_Pending(prepared, None, timestamp, (window,), message, raw))
         if len(self._batch) >= self._batch_size:
@@ -207,21 +232,23 @@ class _ArchiveFn(beam.DoFn):
         for item in batch:
             by_tenant.setdefault(item.request.tenant, []).append(item)
         for tenant, items in by_tenant.items():
-            futures = self._store_for(tenant).submit_many(
-                [(item.request.key, item.request.data, item.request.metadata) for item in items])
-            self._pending.extend(item._replace(future=future) for item, future in zip(items, futures))
+            futures = iter(self._store_for(tenant).submit_many(
+                [write for item in items for write in item.request.writes]))
+            self._pending.extend(
+                item._replace(future=next(futures) if item.request.also is None else (next(futures), next(futures)))
+                for item in items)
 
     def _finished(self):
         """The outcomes of the writes that have ended, oldest first."""
         pending = self._pending
-        while pending and pending[0].future.done():
+        while pending and _done(pending[0].future):
             yield from self._written(pending.popleft())
         if len(pending) > 2 * self._spec.max_in_flight:
             # A slow write at the head (a retry backing off) must not hold back
             # everything finished behind it: emit those too and keep the rest.
             waiting = collections.deque()
             for item in pending:
-                if item.future.done():
+                if _done(item.future):
                     yield from self._written(item)
                 else:
                     waiting.append(item)
@@ -242,8 +269,11 @@ class _ArchiveFn(beam.DoFn):
         counter.inc()
 
     def _written(self, pending: _Pending):
-        return self._outcome(pending.request, pending.future.result(), pending.timestamp, pending.windows,
-                             pending.message, pending.raw)
+        future, also = pending.future, None
+        if isinstance(future, tuple):  # the JSON's write and the .eml's
+            future, also = future[0], future[1].result()
+        return self._outcome(pending.request, future.result(), pending.timestamp, pending.windows,
+                             pending.message, pending.raw, also)
 
     def _received_millis(self, timestamp) -> int | None:
         """The time a streaming source stamped on the record (Kafka timestamp, Pub/Sub
@@ -253,17 +283,20 @@ class _ArchiveFn(beam.DoFn):
             return None
         return timestamp.micros // 1000
 
-    def _outcome(self, request: ArchiveRequest, result, timestamp, windows, message: Deliverable | None, raw):
+    def _outcome(self, request: ArchiveRequest, result, timestamp, windows, message: Deliverable | None, raw,
+                 also=None):
         """The outcome of a write (and the message with it), in the input's time and windows."""
-        outcome: Outcome = self._archiver.written(request, result)
+        outcome: Outcome = self._archiver.written(request, result, also)
         self._count(outcome)
         self._attempts.update(outcome.attempts or 0)
         if outcome.status == ARCHIVED:
             self._bytes.inc(outcome.bytes or 0)
             self._latency.update(int(outcome.latency_ms or 0))
-            row = self._index_row(request) if self._index else None
-            if row is not None:
-                yield beam.pvalue.TaggedOutput(INDEX_ROWS, WindowedValue(row, timestamp, windows))
+            if self._index:
+                for stored in (request, request.also):
+                    row = self._index_row(stored) if stored is not None else None
+                    if row is not None:
+                        yield beam.pvalue.TaggedOutput(INDEX_ROWS, WindowedValue(row, timestamp, windows))
         elif outcome.status == FAILED:
             _LOG.warning("failed to archive message %s (%s): %s",
                          outcome.message_id, outcome.error_class, outcome.error)
@@ -276,11 +309,10 @@ class _ArchiveFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(MESSAGES, WindowedValue(ArchivedMessage(message, outcome),
                                                                    timestamp, windows))
 
-    @staticmethod
-    def _index_row(request: ArchiveRequest) -> audit.IndexRow | None:
+    def _index_row(self, request: ArchiveRequest) -> audit.IndexRow | None:
         """The object's audit index row: its key read back (one home for the layouts),
         the ids its payload holds, its size and sha256."""
-        parsed = audit.parse_key(request.key)
+        parsed = audit.parse_key(request.key, self._layouts)
         if parsed is None:  # every profile's key parses back (tests/test_audit.py): a bug, said loudly
             _LOG.error("the key of message %s does not read back as an archive key: no index row",
                        request.message_id)

@@ -1,6 +1,8 @@
-"""An archived email as an RFC 5322 message, for subject-access requests.
+"""An archived email as an RFC 5322 message: the pipeline's .eml objects
+(`--email_format eml|both`) and retrieval's exports.
 
     payload (either profile's email JSON) + its key and sha256 ──eml()──> bytes of a .eml
+    bytes of a .eml ──eml_fields()──> what its archive headers hold (index rebuild)
 
     multipart/mixed                      (only when there are attachments)
     └─ multipart/alternative
@@ -14,6 +16,8 @@ milliseconds for CleverTap, seconds for Braze); Message-ID is derived from the
 archive's message id, so the same object always gives the same message; the
 archive's own headers (X-Archive-*) say where it came from. Bcc is kept as a
 header too: this is the sender's archival copy, not a message to send. The
+MIME boundaries are derived from the message's own content, so the same
+payload always gives the same bytes (a replay rewrites an identical object). The
 payload's own `headers` are added when they are well-formed and not one of
 those above. A value with a line break is folded to one line, never allowed
 to start another header.
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import datetime as _dt
 import email.policy
 import email.utils
@@ -53,6 +59,7 @@ def eml(payload: Mapping[str, Any], profile: str, key: str | None = None, sha256
     if message_id is not None:
         message["Message-ID"] = f"<{_id_part(str(message_id))}@{profile}.archive.invalid>"
     for name, value in (("X-Archive-Profile", profile), ("X-Archive-Key", key), ("X-Archive-Sha256", sha256),
+                        ("X-Archive-Sent-At", payload.get("sent_at")),
                         ("X-Archive-Campaign-Id", payload.get("campaign_id")),
                         ("X-Archive-Canvas-Id", payload.get("canvas_id")),
                         ("X-Archive-User-Id", payload.get("user_id"))):
@@ -85,7 +92,36 @@ def eml(payload: Mapping[str, Any], profile: str, key: str | None = None, sha256
             name = _one_line(attachment.get("file_name")) or f"attachment-{index + 1}"
             message.add_attachment(_attachment_bytes(attachment.get("bytes")), maintype="application",
                                    subtype="octet-stream", filename=name)
+    if message.is_multipart():
+        # The email package draws boundaries at random; one derived from the content
+        # keeps the output a function of the payload (no text can hold it unknowingly:
+        # it is a digest of that text).
+        digest = hashlib.sha256(json.dumps([profile, key, sha256, payload], sort_keys=True, default=repr)
+                                .encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        for number, part in enumerate(p for p in message.walk() if p.is_multipart()):
+            part.set_boundary(f"=_archive_{digest}_{number}")
     return message.as_bytes(policy=_POLICY)
+
+
+def eml_fields(data: bytes) -> dict[str, Any]:
+    """What an archived .eml says of its message in the archive's own headers:
+    sent_at (as the payload had it), campaign_id, canvas_id and user_id, for the index.
+    ValueError when it is not one of ours."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    profile = message.get("X-Archive-Profile")
+    if profile not in ("clevertap", "braze"):
+        raise ValueError("not an archived email: no X-Archive-Profile header")
+    fields: dict[str, Any] = {}
+    for header, name in (("X-Archive-Sent-At", "sent_at"), ("X-Archive-Campaign-Id", "campaign_id"), ("X-Archive-Canvas-Id", "canvas_id"),
+                         ("X-Archive-User-Id", "user_id")):
+        if message.get(header) is not None:
+            fields[name] = str(message.get(header))
+    if "sent_at" in fields:
+        try:
+            fields["sent_at"] = int(fields["sent_at"])
+        except ValueError:
+            raise ValueError("not an archived email: X-Archive-Sent-At is not a number") from None
+    return fields
 
 
 def _one_line(value: Any) -> str:

@@ -1,0 +1,184 @@
+"""WriteBatches: messages of batched tenants in, one object per batch, one outcome per message out.
+
+    (batch key, _Member) ──group──> a batch's members ──_WriteBatchFn──┬─> ARCHIVED | FAILED per message
+        backfill: GroupByKey          plan parts (archive.batches)     ├─> dead letters (FAILED, whole input)
+        stream:   GroupIntoBatches    write each part: a conditional   ├─> ArchivedMessage (for the gate)
+                  (max_messages,      create; on another part's bytes  └─> audit index rows (key, byte range)
+                   window seconds)    at its key, the next free number
+
+The batch key (tenant, channel, window start, shard) comes from the message
+(archive.batches.batch_of), so a backfill's GroupByKey sees every member of a
+batch at once and a re-run writes the same parts with the same bytes. A stream
+flushes a batch every `seconds` or `max_messages`: a flush takes the first part
+number whose key is free or already holds exactly its bytes (a replay of the
+same flush), so no flush ever replaces another's object. Every message leaves
+with the outcome of its part's write, the moment it is known: the gate releases
+a message only once its object is durable, so batching adds its window to
+delivery latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import dataclasses
+
+from apache_beam.metrics import Metrics
+
+from archive import audit, batches
+from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig
+from archive.errors import ErrorClass
+from archive.outcome import ARCHIVED, FAILED
+from archive.store import ObjectMetadata, ObjectStore, StoreSpec
+from archive.tenants import TenantDirectory
+from transforms.gate import ArchivedMessage, Deliverable
+from transforms.metrics import METRICS_NAMESPACE, outcome_counter
+
+_LOG = logging.getLogger(__name__)
+# How many part numbers a flush tries past its own before it gives up (FAILED):
+# each taken one is another flush's object of the same batch.
+MAX_PART_PROBES = 10_000
+
+
+class _Member(NamedTuple):
+    """One prepared message of a batched tenant, waiting for its batch."""
+
+    request: ArchiveRequest       # data: the frame; key: the key it would have had alone
+    message: Deliverable | None   # with emit_messages: leaves with the outcome
+    raw: Any                      # the input as received: a FAILED write's dead letter
+
+
+def batch_element(request: ArchiveRequest, message: Deliverable | None, raw: Any):
+    """The (key, value) a batched message travels to its batch as; the key is a plain
+    tuple, which every runner encodes deterministically."""
+    return tuple(request.batch), _Member(request, message, raw)
+
+
+class _Outputs(NamedTuple):
+    outcomes: beam.PCollection
+    dead_letters: beam.PCollection
+    messages: beam.PCollection
+    index_rows: beam.PCollection
+
+
+OUTCOMES, DEAD_LETTERS, MESSAGES, INDEX_ROWS = "outcomes", "dead_letters", "messages", "index_rows"
+
+
+class WriteBatches(beam.PTransform):
+    """Group batched messages into objects and write them (see the module docstring).
+
+    Args:
+      store: write settings (and, without `tenants`, the destination).
+      config: as ArchiveMessages'.
+      tenants: each tenant's destination, codec and batch limits.
+      streaming: flush by GroupIntoBatches (max_messages or the window's seconds)
+        instead of one GroupByKey over the whole input.
+      limits: the largest batch limits of any tenant, for GroupIntoBatches.
+    """
+
+    def __init__(self, store: StoreSpec, config: ArchiverConfig, tenants: TenantDirectory, streaming: bool,
+                 limits: batches.BatchLimits):
+        super().__init__()
+        self._store, self._config, self._tenants = store, config, tenants
+        self._streaming, self._limits = streaming, limits
+
+    def expand(self, members):
+        if self._streaming:
+            grouped = members | "Batch" >> beam.GroupIntoBatches(
+                self._limits.max_messages, max_buffering_duration_secs=self._limits.seconds)
+        else:
+            grouped = members | "Batch" >> beam.GroupByKey()
+        written = grouped | "WriteBatch" >> beam.ParDo(
+            _WriteBatchFn(self._store, self._config, self._tenants)).with_outputs(
+            DEAD_LETTERS, MESSAGES, INDEX_ROWS, main=OUTCOMES)
+        return _Outputs(written[OUTCOMES], written[DEAD_LETTERS], written[MESSAGES], written[INDEX_ROWS])
+
+
+class _WriteBatchFn(beam.DoFn):
+    """Plan a batch's parts, write each, and give every member its outcome."""
+
+    def __init__(self, store: StoreSpec, config: ArchiverConfig, tenants: TenantDirectory):
+        self._spec, self._config, self._tenants = store, config, tenants
+        self._objects = Metrics.counter(METRICS_NAMESPACE, "batch_objects_written")
+        self._members = Metrics.distribution(METRICS_NAMESPACE, "batch_messages_per_object")
+
+    def setup(self):
+        self._archiver = Archiver(self._config, self._tenants)
+        self._layouts = audit.layouts_of(self._tenants)
+        self._stores: dict[str, ObjectStore] = {}
+        self._next_part: dict[tuple, int] = {}  # a hint only: the store's conditional create decides
+        self._counters: dict[tuple, Any] = {}
+
+    def teardown(self):
+        for store in getattr(self, "_stores", {}).values():
+            store.close()
+
+    def process(self, element):
+        key, members = element
+        batch = batches.BatchKey(*key)
+        members = list(members)
+        tenant = self._tenants.lookup(batch.tenant)
+        limits, codec = tenant.batch, self._archiver.codec_for(batch.tenant)
+        by_member: dict[batches.Member, list[_Member]] = {}
+        for member in members:
+            request = member.request
+            by_member.setdefault(batches.Member(request.message_id, request.data), []).append(member)
+        store = self._store_for(batch.tenant)
+        first = self._next_part.get(key, 0)
+        for part in batches.plan(list(by_member), limits):
+            data, placed = batches.assemble(part)
+            metadata = ObjectMetadata(*codec.object_metadata(tenant.destination.http_content_encoding),
+                                      compression=codec.name)
+            number, result = self._write(store, batch, first, data, metadata, codec.suffix)
+            first = number + 1
+            if result.ok:
+                self._objects.inc()
+                self._members.update(len(part))
+            object_key = batches.object_key(batch, number, codec.suffix)
+            for where in placed:
+                for member in by_member[where.member]:
+                    yield from self._outcome(member, result, where.offset, object_key)
+        self._next_part[key] = first
+
+    def _write(self, store: ObjectStore, batch, first: int, data: bytes, metadata: ObjectMetadata, suffix: str):
+        """(part number, WriteResult): the first number from `first` whose key is free
+        or already holds these bytes."""
+        number = first
+        while True:
+            result = store.write(batches.object_key(batch, number, suffix), data, metadata)
+            if result.ok or result.error_class is not ErrorClass.CONFLICT or number - first >= MAX_PART_PROBES:
+                return number, result
+            number += 1
+
+    def _outcome(self, member: _Member, result, offset: int, object_key: str):
+        request = member.request
+        outcome = self._archiver.written(request, result, byte_offset=offset if result.ok else None)
+        if outcome.status == ARCHIVED:
+            parsed = audit.parse_key(request.key, self._layouts)
+            if parsed is not None:
+                row = audit.index_row(parsed, request.data, request.tenant, int(time.time() * 1000),
+                                      request.payload, request.metadata.sha256)
+                yield beam.pvalue.TaggedOutput(INDEX_ROWS, dataclasses.replace(row, key=object_key,
+                                                                               byte_offset=offset))
+        elif outcome.status == FAILED:
+            _LOG.warning("failed to archive message %s in a batch (%s): %s",
+                         outcome.message_id, outcome.error_class, outcome.error)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._archiver.dead_letter(
+                member.raw, outcome.error, None, request.source, failed=outcome))
+        counter_key = (outcome.channel, outcome.status)
+        if counter_key not in self._counters:
+            self._counters[counter_key] = outcome_counter(*counter_key)
+        self._counters[counter_key].inc()
+        yield outcome
+        if member.message is not None:
+            yield beam.pvalue.TaggedOutput(MESSAGES, ArchivedMessage(member.message, outcome))
+
+    def _store_for(self, tenant_name: str) -> ObjectStore:
+        store = self._stores.get(tenant_name)
+        if store is None:
+            tenant = self._tenants.lookup(tenant_name)
+            store = self._stores[tenant_name] = self._spec.for_destination(tenant.destination).open()
+        return store
