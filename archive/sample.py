@@ -380,7 +380,8 @@ class _Maker:
         return self.start_millis + self.rng.randrange(SPAN_MILLIS)
 
     def with_some_nulls(self, record: dict[str, Any], optional: Sequence[str]) -> None:
-        """Exports often carry absent fields as null: the envelope treats both alike."""
+        """Exports often carry absent fields as null: checks and keys treat null as absent, and the
+        payload keeps a null the seed does not omit (docs/envelope.md, Null values)."""
         if self.rng.random() < 0.05:
             for name in optional:
                 record.setdefault(name, None)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 
 import pytest
 
@@ -172,10 +174,10 @@ CT_PAYLOADS = [
     }, id="sms-to-in-country-code-format"),
     pytest.param({**CT_SMS, "channel": "whatsapp", "to": "(650) 253-0000", "provider": None,
                   "sent_at": "2024-07-31T16:28:02.680Z", "journey_name": "J", "journey_node_id": 3}, "US", {
-        "version": 1, "to": "16502530000", "body": "Hi there!", "sent_at": SENT, "message_id": CT_MID,
-        "campaign_id": 1722529032, "campaign_name": "Flat Offer Sale Campaign", "user_id": 45142169,
-        "journey_node_id": 3, "journey_name": "J",
-    }, id="whatsapp-national-iso-sent_at"),
+        "version": 1, "to": "16502530000", "body": "Hi there!", "provider": None, "sent_at": SENT,
+        "message_id": CT_MID, "campaign_id": 1722529032, "campaign_name": "Flat Offer Sale Campaign",
+        "user_id": 45142169, "journey_node_id": 3, "journey_name": "J",
+    }, id="whatsapp-national-iso-sent_at-null-provider-kept"),
     pytest.param({"channel": "email", "to": "Customer <customer@example.com>", "subject": "S", "from_name": "CT",
                   "from_address": "no-reply@clevertap.com", "cc": ["a@example.com"], "bcc": "b@example.com",
                   "html_body": "<p>h</p>", "plaintext_body": "h", "amp_body": "<amp>", "headers": {"X": "1"},
@@ -593,3 +595,254 @@ def test_unarchived_content_check_takes_names_or_prepared_fields(profile, record
 
     names = ("to", "body", "provider", "campaign_id")
     assert verdict(names) == verdict(list(names)) == verdict(archived_fields(names))
+
+
+# --- Null values (issue 13, part 4: exact payloads) ------------------------------
+#
+# A key the input gives as null is archived as null, in the seed's order, unless
+# the seed writes the field only when it is available ("may not be available",
+# "will only be available if ...", "if available", "indicates a message is MMS"):
+# then a null one is left out, as an absent one is. docs/envelope.md, "Null values".
+
+# Braze's published sample archive files (braze-inc/braze-examples, message-archiving/),
+# bodies shortened and the recipient replaced: the email one carries
+# "amp_body": null and "extras": null, the push one a null inside its payload.
+BZ_SAMPLE_EMAIL = {
+    "sent_at": 1683734310, "dispatch_id": "645bbf2640db6bb419e44a77ab4186f3", "version": 1,
+    "campaign_id": "9c66f2ff-d468-4915-8fe2-e1705ab82fab",
+    "message_variation_id": "7754aac6-6c4f-4fce-94da-13abee3c1d30", "to": "customer@example.com",
+    "subject": "Martijn email test - Machine open (phone on power + wifi)", "from_name": "Braze",
+    "from_address": "test@mail.development.braze.com", "html_body": "<!DOCTYPE html><html><body>hello</body></html>",
+    "amp_body": None, "plaintext_body": "hello Martijn", "extras": None,
+    "headers": {"List-Unsubscribe": "https://example.com/unsubscribe"},
+}
+BZ_SAMPLE_PUSH = {
+    "sent_at": 1683734352, "dispatch_id": "645bbf4f04dcbcfd57c4740382851757", "version": 1,
+    "campaign_id": "37b6ecf9-192c-434d-ba3f-d07d8cbec251",
+    "message_variation_id": "a527f8d2-cebf-4850-bf22-cc1e580bbe97",
+    "to": "9161109779733991caad50ef27783f19534bb5038b2b25b14e09f01fe4b17dd8",
+    "payload": {"aps": {"alert": {"body": "World", "title": "Hello"}, "collapse_id": "9dd00380f32c5241f2bbf527ee69bc02",
+                        "relevance_score": None, "interruption_level": "active", "push_type": "alert"},
+                "ab": {"c": "NjQ1YmI5NTExMDcxMTQzOTgzYjg1NzJi"}},
+    "platform": "ios_push", "app_id": "cdf83a5a-c7ab-437f-a389-541ef69e7c22",
+}
+_BZ_UNAVAILABLE = {name: None for name in (
+    "campaign_id", "canvas_id", "canvas_step_id", "canvas_variation_id", "message_variation_id",
+    "campaign_name", "canvas_name", "canvas_step_name")}
+_CT_NOT_A_JOURNEY = {"journey_id": None, "journey_node_id": None, "journey_name": None}
+
+NULL_PAYLOADS = [
+    # (profile, record as sent, archived payload in the seed's order)
+    pytest.param("braze", {"channel": "email", **BZ_SAMPLE_EMAIL}, {
+        "version": 1, "to": "customer@example.com",
+        "subject": "Martijn email test - Machine open (phone on power + wifi)", "from_name": "Braze",
+        "from_address": "test@mail.development.braze.com",
+        "html_body": "<!DOCTYPE html><html><body>hello</body></html>", "plaintext_body": "hello Martijn",
+        "amp_body": None, "extras": None, "headers": {"List-Unsubscribe": "https://example.com/unsubscribe"},
+        "sent_at": 1683734310, "dispatch_id": "645bbf2640db6bb419e44a77ab4186f3",
+        "campaign_id": "9c66f2ff-d468-4915-8fe2-e1705ab82fab",
+        "message_variation_id": "7754aac6-6c4f-4fce-94da-13abee3c1d30",
+    }, id="bz-published-email-sample"),
+    pytest.param("braze", {"channel": "push", **BZ_SAMPLE_PUSH}, {
+        "version": 1, "to": BZ_SAMPLE_PUSH["to"], "payload": BZ_SAMPLE_PUSH["payload"], "platform": "ios_push",
+        "app_id": "cdf83a5a-c7ab-437f-a389-541ef69e7c22", "sent_at": 1683734352,
+        "dispatch_id": "645bbf4f04dcbcfd57c4740382851757", "campaign_id": "37b6ecf9-192c-434d-ba3f-d07d8cbec251",
+        "message_variation_id": "a527f8d2-cebf-4850-bf22-cc1e580bbe97",
+    }, id="bz-published-push-sample-null-inside-payload"),
+    pytest.param("braze", {**BZ_EMAIL, "from_name": None, "html_body": None, "plaintext_body": None,
+                           "amp_body": None, "extras": None, "headers": None, "attachments": None,
+                           **_BZ_UNAVAILABLE, "user_id": None, "external_id": None}, {
+        "version": 1, "to": "customer@example.com", "subject": "20% off coupon inside!", "from_name": None,
+        "from_address": "no-reply@braze.com", "html_body": None, "plaintext_body": None, "amp_body": None,
+        "extras": None, "headers": None, "sent_at": 1722443282, "dispatch_id": BZ_DISPATCH, "external_id": None,
+    }, id="bz-email-every-optional-field-null"),
+    pytest.param("braze", {**BZ_EMAIL, "extras": {"coupon": None, "tags": [None, "vip"]}, "amp_body": "<amp>"}, {
+        "version": 1, "to": "customer@example.com", "subject": "20% off coupon inside!",
+        "from_address": "no-reply@braze.com", "amp_body": "<amp>", "extras": {"coupon": None, "tags": [None, "vip"]},
+        "sent_at": 1722443282, "dispatch_id": BZ_DISPATCH, "campaign_id": BZ_CAMPAIGN, "user_id": "u-1",
+        "external_id": "ext-1",
+    }, id="bz-email-nulls-inside-extras-kept"),
+    pytest.param("braze", {**BZ_EMAIL, "cc": None, "bcc": None, "journey_id": None, "tenant": None,
+                           "batch_date": None}, {
+        "version": 1, "to": "customer@example.com", "subject": "20% off coupon inside!",
+        "from_address": "no-reply@braze.com", "sent_at": 1722443282, "dispatch_id": BZ_DISPATCH,
+        "campaign_id": BZ_CAMPAIGN, "user_id": "u-1", "external_id": "ext-1",
+    }, id="bz-email-null-in-fields-braze-has-no-place-for-or-routing"),
+    pytest.param("braze", {**BZ_SMS, "subscription_group": None, "provider": None, "media_urls": None,
+                           "canvas_name": None, "external_id": None}, {
+        "version": 1, "to": "+15555555555", "body": "Hi there!", "subscription_group": None, "provider": None,
+        "sent_at": 1722443282, "dispatch_id": BZ_DISPATCH, "campaign_id": BZ_CAMPAIGN, "user_id": "u-1",
+        "external_id": None,
+    }, id="bz-sms-nulls"),
+    pytest.param("braze", {**BZ_SMS, "channel": "mms", "body": None, "media_urls": ["https://x/a.png"]}, {
+        "version": 1, "to": "+15555555555", "body": None, "media_urls": ["https://x/a.png"],
+        "sent_at": 1722443282, "dispatch_id": BZ_DISPATCH, "campaign_id": BZ_CAMPAIGN, "user_id": "u-1",
+    }, id="bz-mms-null-body"),
+    pytest.param("braze", {**BZ_PUSH, "app_id": None, "platform": None, "channel": "ios_push",
+                           "campaign_id": None, "canvas_step_id": "s"}, {
+        "version": 1, "to": "Test_Push_Token12345", "payload": {"aps": {"alert": "hi"}}, "platform": "ios_push",
+        "app_id": None, "sent_at": 1722443282, "dispatch_id": BZ_DISPATCH, "canvas_step_id": "s", "user_id": "u-1",
+    }, id="bz-push-null-app_id-platform-from-channel"),
+    pytest.param("braze", {k: v for k, v in BZ_EMAIL.items() if k not in ("user_id", "external_id")}, {
+        "version": 1, "to": "customer@example.com", "subject": "20% off coupon inside!",
+        "from_address": "no-reply@braze.com", "sent_at": 1722443282, "dispatch_id": BZ_DISPATCH,
+        "campaign_id": BZ_CAMPAIGN,
+    }, id="bz-absent-stays-absent"),
+    pytest.param("clevertap", {**CT_EMAIL, "from_name": None, "cc": None, "bcc": None, "html_body": "<p>h</p>",
+                               "plaintext_body": None, "amp_body": None, "headers": None, **_CT_NOT_A_JOURNEY}, {
+        "version": 1, "to": "customer@example.com", "subject": "20% off coupon inside!", "from_name": None,
+        "from_address": "no-reply@clevertap.com", "html_body": "<p>h</p>", "plaintext_body": None, "headers": None,
+        "sent_at": SENT, "message_id": CT_MID, "campaign_id": 1722529032,
+        "campaign_name": "Flat Offer Sale Campaign", "user_id": 45142169,
+    }, id="ct-email-nulls"),
+    pytest.param("clevertap", {**CT_EMAIL, "extras": None, "attachments": None, "canvas_id": None,
+                               "device_identity": None, "batch_id": None}, {
+        "version": 1, "to": "customer@example.com", "subject": "20% off coupon inside!",
+        "from_address": "no-reply@clevertap.com", "sent_at": SENT, "message_id": CT_MID, "campaign_id": 1722529032,
+        "campaign_name": "Flat Offer Sale Campaign", "user_id": 45142169,
+    }, id="ct-email-null-in-fields-clevertap-has-no-place-for-or-routing"),
+    pytest.param("clevertap", {**CT_PUSH, "payload": {"aps": {"alert": None, "sound": [None]}, "wzrk_id": None},
+                               **_CT_NOT_A_JOURNEY}, {
+        "version": 1, "to": CT_PUSH["to"], "payload": {"aps": {"alert": None, "sound": [None]}, "wzrk_id": None},
+        "platform": "iOS", "sent_at": SENT, "message_id": CT_MID, "campaign_id": 1722529032,
+        "campaign_name": "Flat Offer Sale Campaign", "user_id": 45142169,
+    }, id="ct-push-nulls-inside-payload-kept-not-a-journey"),
+    pytest.param("clevertap", {**CT_SMS, "provider": None, "journey_id": 2450, "journey_node_id": None,
+                               "journey_name": None}, {
+        "version": 1, "to": "15555555555", "body": "Hi there!", "provider": None, "sent_at": SENT,
+        "message_id": CT_MID, "campaign_id": 1722529032, "campaign_name": "Flat Offer Sale Campaign",
+        "user_id": 45142169, "journey_id": 2450,
+    }, id="ct-sms-null-provider"),
+    pytest.param("clevertap", {**CT_SMS, "channel": "WhatsApp", "provider": None, **_CT_NOT_A_JOURNEY}, {
+        "version": 1, "to": "15555555555", "body": "Hi there!", "provider": None, "sent_at": SENT,
+        "message_id": CT_MID, "campaign_id": 1722529032, "campaign_name": "Flat Offer Sale Campaign",
+        "user_id": 45142169,
+    }, id="ct-whatsapp-null-provider"),
+]
+
+
+@pytest.mark.parametrize("profile, record, payload", NULL_PAYLOADS)
+def test_a_null_is_archived_as_the_seed_says(profile, record, payload):
+    """The object written, from JSON text as a source sends it: the same JSON
+    object, null for null, keys in the seed's order."""
+    archiver = Archiver(ArchiverConfig(profile=profile))
+    request = archiver.prepare(json.dumps(record).encode(), received_millis=NOW)
+    document = get_codec(get_profile(profile).default_compression).decompress(request.data)
+    assert document == json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    archived = json.loads(document)
+    assert list(archived) == [k for k in SEED_ORDER[profile, request.channel] if k in archived]
+    # A mapping (a row) archives the same object.
+    assert build(profile, record).payload == payload
+
+
+@pytest.mark.parametrize("channel, sample", [
+    pytest.param("email", BZ_SAMPLE_EMAIL, id="email"),
+    pytest.param("push", BZ_SAMPLE_PUSH, id="push"),
+])
+def test_braze_published_samples_archive_back_to_the_same_json_object(channel, sample):
+    payload = build("braze", {"channel": channel, **sample}).payload
+    assert payload == sample
+    assert list(payload) == [k for k in SEED_ORDER["braze", channel] if k in sample]
+
+
+@pytest.mark.parametrize("raw", [
+    pytest.param(json.dumps({"channel": "email", **BZ_SAMPLE_EMAIL}).encode(), id="json-text"),
+    pytest.param({"channel": "email", **BZ_SAMPLE_EMAIL}, id="mapping"),
+    pytest.param(json.dumps({**BZ_EMAIL, "extras": None, "subject": None}).encode(), id="json-text-required-null"),
+])
+def test_the_envelope_keeps_null_fields(raw):
+    """Nulls pass the strictness checks and stay in Envelope.fields, for the profile to decide."""
+    record = json.loads(raw) if isinstance(raw, bytes) else raw
+    envelope = decode(raw)
+    assert dict(envelope.fields) == record
+    assert [k for k, v in envelope.fields.items() if v is None] == [k for k, v in record.items() if v is None]
+
+
+NULL_REQUIRED = [
+    # (profile, record with a required field null, the field named)
+    pytest.param("braze", {"channel": "email", **BZ_SAMPLE_EMAIL, "to": None}, "to", id="bz-email-to"),
+    pytest.param("braze", {"channel": "email", **BZ_SAMPLE_EMAIL, "subject": None}, "subject", id="bz-email-subject"),
+    pytest.param("braze", {"channel": "email", **BZ_SAMPLE_EMAIL, "from_address": None}, "from_address",
+                 id="bz-email-from_address"),
+    pytest.param("braze", {"channel": "push", **BZ_SAMPLE_PUSH, "payload": None}, "payload", id="bz-push-payload"),
+    pytest.param("braze", {"channel": "push", **BZ_SAMPLE_PUSH, "to": None}, "to", id="bz-push-to"),
+    pytest.param("braze", {"channel": "push", **BZ_SAMPLE_PUSH, "platform": None}, "platform",
+                 id="bz-push-platform-without-platform-channel"),
+    pytest.param("braze", {**BZ_SMS, "body": None}, "body", id="bz-sms-body"),
+    pytest.param("braze", {**BZ_SMS, "channel": "mms", "body": None, "media_urls": None}, "media_urls",
+                 id="bz-mms-neither-body-nor-media"),
+    pytest.param("clevertap", {**CT_EMAIL, "subject": None, **_CT_NOT_A_JOURNEY}, "subject", id="ct-email-subject"),
+    pytest.param("clevertap", {**CT_EMAIL, "from_address": None}, "from_address", id="ct-email-from_address"),
+    pytest.param("clevertap", {**CT_PUSH, "payload": None}, "payload", id="ct-push-payload"),
+    pytest.param("clevertap", {**CT_SMS, "channel": "whatsapp", "body": None}, "body", id="ct-whatsapp-body"),
+    pytest.param("clevertap", {**CT_SMS, "to": None, "provider": None}, "to", id="ct-sms-to"),
+    pytest.param("clevertap", {**CT_SMS, "campaign_id": None}, "campaign_id", id="ct-campaign_id"),
+    pytest.param("clevertap", {**CT_EMAIL, "campaign_name": None, "cc": None}, "campaign_name",
+                 id="ct-campaign_name"),
+]
+
+
+@pytest.mark.parametrize("profile, record, field", NULL_REQUIRED)
+def test_a_null_required_field_is_invalid(profile, record, field):
+    archiver = Archiver(ArchiverConfig(profile=profile))
+    with pytest.raises(InvalidMessage) as from_text:
+        archiver.prepare(json.dumps(record).encode(), received_millis=NOW)
+    with pytest.raises(InvalidMessage) as from_mapping:
+        build(profile, record)
+    assert from_text.value.field == from_mapping.value.field == field
+    assert from_text.value.reason == from_mapping.value.reason
+
+
+def _null_rules() -> dict[str, dict[str, str]]:
+    """docs/envelope.md's "Null values" table: field -> {profile: its cell}."""
+    text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "docs", "envelope.md"), encoding="utf-8").read()
+    section = text.split("## Null values", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in section.splitlines() if line.startswith("| `")]
+    rules = {}
+    for field, clevertap, braze, *_ in rows:
+        for name in field.replace("`", "").split(","):
+            rules[name.strip()] = {"clevertap": clevertap.strip(), "braze": braze.strip()}
+    return rules
+
+
+_NULL_BASES = {("clevertap", "push"): CT_PUSH, ("clevertap", "email"): CT_EMAIL, ("clevertap", "sms"): CT_SMS,
+               ("clevertap", "whatsapp"): {**CT_SMS, "channel": "whatsapp"},
+               ("braze", "email"): BZ_EMAIL, ("braze", "sms"): BZ_SMS, ("braze", "push"): BZ_PUSH,
+               ("braze", "mms"): {**BZ_SMS, "channel": "mms", "media_urls": ["https://x/a.png"]}}
+
+
+def _documented(cell: str, channel: str) -> str:
+    """What a cell says for a channel: "computed", or the word of the part that
+    applies to it ("INVALID (sms); kept (mms)")."""
+    if cell.startswith("computed"):
+        return "computed"
+    for part in cell.split(";"):
+        word, _, channels = part.strip().partition(" (")
+        if not channels or channel in re.findall(r"\w+", channels):
+            return word
+    raise AssertionError(f"no rule for {channel} in {cell!r}")
+
+
+@pytest.mark.parametrize("profile, channel", sorted(_NULL_BASES))
+def test_the_null_values_table_in_the_docs_is_what_the_profile_does(profile, channel):
+    """Each payload field of the channel, set to null in a valid record: kept,
+    omitted, or INVALID naming it, as docs/envelope.md says. Computed fields
+    (sent_at, ids, platform, the clevertap user_id) have their own sections."""
+    rules = _null_rules()
+    fields = [k for k in SEED_ORDER[profile, channel] if k != "version"]
+    assert set(fields) <= set(rules), "a payload field without a null rule"
+    for name in fields:
+        expected = _documented(rules[name][profile], channel)
+        if expected == "computed":
+            continue
+        record = {**_NULL_BASES[profile, channel], name: None}
+        try:
+            payload = build(profile, record).payload
+        except InvalidMessage as invalid:
+            assert (expected, invalid.field) == ("INVALID", name), (name, invalid.reason)
+            continue
+        outcome = "kept" if name in payload else "omitted"
+        assert outcome == expected, name
+        if outcome == "kept":
+            assert payload[name] is None

@@ -52,6 +52,11 @@ class Profile:
     channels: tuple[str, ...]
     # channel -> the payload's content fields in the seed's order
     content_fields: dict[str, tuple[str, ...]]
+    # Payload fields the seed writes only when available ("may not be available",
+    # "will only be available if ..."): one given as null is left out, as an
+    # absent one is. Any other field given as null is archived as null; a
+    # required one is INVALID (docs/envelope.md, "Null values").
+    omitted_when_null: frozenset = frozenset()
 
     def build(self, envelope: Envelope, context: BuildContext) -> ArchiveEntry:
         raise NotImplementedError
@@ -151,12 +156,23 @@ def push_platform(envelope: Envelope) -> str:
 
 
 def project(envelope: Envelope, names: Iterable[str], payload: dict[str, Any],
-            computed: dict[str, Any] | None = None) -> None:
+            computed: dict[str, Any] | None = None, omitted_when_null: frozenset = frozenset()) -> None:
     """Copy the named fields into the payload in order: a computed value where
     the profile formats one (a phone number, a platform name), else the input's
-    value when present and not null."""
+    value when its key is present, a null as null: the archived object is the
+    one sent. A field of `omitted_when_null` is written only when not null, as
+    the seed writes it only when available (`Profile.omitted_when_null`)."""
     fields = envelope.fields
     for name in names:
-        value = computed[name] if computed and name in computed else fields.get(name)
-        if value is not None:
+        if computed and name in computed:
+            payload[name] = computed[name]
+            continue
+        value = fields.get(name, _ABSENT)
+        if value is None:
+            if name not in omitted_when_null:
+                payload[name] = None
+        elif value is not _ABSENT:
             payload[name] = value
+
+
+_ABSENT = object()  # project: a key not in the record, unlike one given as null

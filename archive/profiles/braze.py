@@ -40,6 +40,14 @@ class BrazeProfile(Profile):
         "mms": ("to",),
         "push": ("to", "payload"),
     }
+    # "may not be available" (the campaign and Canvas ids, attachments), "will
+    # only be available if the message is from a campaign / Canvas" (the names),
+    # and media_urls, which "indicates a message is MMS". user_id, as before, is
+    # archived (as a string) only when given. The rest (amp_body, extras, ...)
+    # keep a null: Braze's own sample files carry "amp_body": null, "extras": null.
+    omitted_when_null = frozenset(
+        _COMMON_AFTER_DISPATCH + ("attachments", "media_urls", "user_id", "campaign_name", "canvas_name",
+                                  "canvas_step_name"))
 
     _archived = {channel: archived_fields(
                      fields + _COMMON_AFTER_DISPATCH + (("attachments",) if channel == "email" else ()) + _NAMES)
@@ -71,7 +79,7 @@ class BrazeProfile(Profile):
         else:
             recipient = computed["to"] = identity.e164(to, context.default_region)
         payload: dict = {"version": PAYLOAD_VERSION}
-        project(envelope, fields, payload, computed)
+        project(envelope, fields, payload, computed, self.omitted_when_null)
 
         payload["sent_at"] = sent // 1000
         payload["dispatch_id"] = dispatch_id
@@ -79,11 +87,11 @@ class BrazeProfile(Profile):
             if envelope.get(name) is not None:
                 payload[name] = as_string(envelope.get(name))
         if channel == "email":
-            project(envelope, ("attachments",), payload)
+            project(envelope, ("attachments",), payload, None, self.omitted_when_null)
         if envelope.get("user_id") is not None:
             payload["user_id"] = as_string(envelope.get("user_id"))
-        project(envelope, _NAMES, payload)
-        if "external_id" in payload:
+        project(envelope, _NAMES, payload, None, self.omitted_when_null)
+        if payload.get("external_id") is not None:
             payload["external_id"] = as_string(payload["external_id"])
 
         if envelope.get("campaign_id") is not None:

@@ -39,6 +39,9 @@ class CleverTapProfile(Profile):
         "sms": ("to", "body"),
         "whatsapp": ("to", "body"),
     }
+    # "List of CC's if available", "will only be available if the email has
+    # ampBody", "may not be available, exists only if this campaign is a journey node".
+    omitted_when_null = frozenset({"cc", "bcc", "amp_body"} | set(_JOURNEY_FIELDS))
 
     _archived = {channel: archived_fields(fields + ("campaign_id", "campaign_name") + _JOURNEY_FIELDS)
                  for channel, fields in content_fields.items()}
@@ -84,7 +87,7 @@ class CleverTapProfile(Profile):
             recipient = computed["to"] = identity.country_code_format(
                 identity.e164(to, context.default_region))
         payload: dict = {"version": PAYLOAD_VERSION}
-        project(envelope, fields, payload, computed)
+        project(envelope, fields, payload, computed, self.omitted_when_null)
 
         payload["sent_at"] = sent
         payload["message_id"] = msg_id
@@ -95,7 +98,7 @@ class CleverTapProfile(Profile):
         for name in ("journey_id", "journey_node_id"):
             if given(name) is not None:
                 payload[name] = as_int(envelope, name)
-        project(envelope, ("journey_name",), payload)
+        project(envelope, ("journey_name",), payload, None, self.omitted_when_null)
 
         stem = keys.join(
             "sent_messages", CHANNEL_FOLDERS[channel], month,
