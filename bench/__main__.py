@@ -1,6 +1,6 @@
 """The benchmark suite: every scenario with its comparisons, in one run, on one machine.
 
-    python -m bench                      # a, b, c and d at full size (about 35 minutes)
+    python -m bench                      # a to e at full size (about 40 minutes)
     python -m bench --scenarios b        # one scenario
     python -m bench --smoke              # every scenario at a few seconds' size (CI runs this)
     python -m bench fuzz --count 100000  # hostile records through the whole job, every promise checked
@@ -17,6 +17,10 @@ c  streaming: Kafka in, archive (to the store 20 ms away), gate, delivery
 d  retrieval: `message-archiver find` for one person in an index of 10
    million messages; `verify` of 100,000 objects 20 ms away beside a raw
    concurrent GET loop; `index rebuild` of the same objects.
+e  cost: 100,000 SMS sent at a billion a month, archived to the store 20 ms
+   away one object per message and in batched objects, beside the raw PUT
+   loop and the prepare-only ceiling: PUT requests and dollars per million
+   messages at S3 list prices, and throughput.
 
 Writes <out>/<scenario>.json and .png (throughput bars, latency percentiles)
 and prints each target with its verdict. Nothing here is a test: no time is
@@ -38,7 +42,7 @@ import time
 
 from bench.measure import ROOT, machine
 
-SCENARIOS = {"a": "backfill", "b": "store_latency", "c": "streaming", "d": "retrieval"}
+SCENARIOS = {"a": "backfill", "b": "store_latency", "c": "streaming", "d": "retrieval", "e": "cost"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return flink.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated: a, b, c, d (default: all)")
+    parser.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated: a, b, c, d, e (default: all)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, one round: checks that every scenario still runs")
     parser.add_argument("--messages", type=int, help="scenario a: messages per mix (default 100000)")
@@ -69,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          "10,000,000)")
     parser.add_argument("--retrieval-objects", type=int, help="scenario d: objects to verify and rebuild "
                                                                "(default 100,000)")
+    parser.add_argument("--cost-messages", type=int, help="scenario e: messages (default 100,000)")
     parser.add_argument("--repeat", type=int, help="rounds of scenarios a and b; the median is "
                                                    "reported (default 3)")
     parser.add_argument("--work", default=None,
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat or (1 if smoke else 3),
         "index_rows": args.index_rows or (20_000 if smoke else 10_000_000),
         "retrieval_objects": args.retrieval_objects or (300 if smoke else 100_000),
+        "cost_messages": args.cost_messages or (400 if smoke else 100_000),
         "sweep": tuple(float(r) for r in (args.sweep if args.sweep is not None else
                                           "" if smoke else "200,500,1500").split(",") if r.strip()),
     }
@@ -132,6 +138,10 @@ def _run(scenario: str, sizes: dict, work: str, log, mixes: str) -> dict:
         from bench import store_latency
 
         return store_latency.run(sizes["store_messages"], sizes["naive_messages"], work, sizes["repeat"], log)
+    if scenario == "e":
+        from bench import cost
+
+        return cost.run(sizes["cost_messages"], work, log)
     if scenario == "d":
         from bench import retrieval
 

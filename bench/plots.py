@@ -20,7 +20,40 @@ def plot(report: dict, path: str) -> str:
         return latency_panels(report, path)
     if report["scenario"] == "d":
         return retrieval_bars(report, path)
+    if report["scenario"] == "e":
+        return cost_bars(report, path)
     return throughput_bars(report, path)
+
+
+def cost_bars(report: dict, path: str) -> str:
+    """PUTs and request dollars per million messages in each mode (log scale), and throughput."""
+    modes = report["modes"]
+    figure, (puts, rates) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    names = ("message", "batched")
+    values = [modes[n]["puts_per_million_messages"] for n in names]
+    puts.bar(range(2), values, color=["#c8553d", "#2a7ab0"])
+    puts.set_yscale("log")
+    for x, name in enumerate(names):
+        dollars = modes[name]["dollars_per_million_messages"]["STANDARD"]["requests"]
+        puts.annotate(f"{values[x]:,} PUTs\n${dollars:,.4f}", (x, values[x]), ha="center", va="bottom", fontsize=8)
+    puts.set_xticks(range(2), ["one object per message", "batched objects"], fontsize=8)
+    puts.set_ylabel("PUT requests per million messages (log)", fontsize=8)
+    labels = ("message", "batched", "floor", "prepare_ceiling")
+    shown = ("one per message", "batched", "raw PUT loop", "prepare-only ceiling")
+    values = [modes[n]["messages_per_second"] for n in labels]
+    rates.bar(range(4), values, color=["#c8553d", "#2a7ab0", "#7a7a7a", "#b5b5b5"])
+    for x, value in enumerate(values):
+        rates.annotate(f"{value:,.0f}/s", (x, value), ha="center", va="bottom", fontsize=8)
+    rates.set_xticks(range(4), shown, fontsize=8)
+    rates.set_ylabel(f"messages per second, end to end ({report['settings']['messages']:,} messages)", fontsize=8)
+    for ax in (puts, rates):
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.margins(y=0.25)
+    figure.suptitle(_title(report), fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
 def retrieval_bars(report: dict, path: str) -> str:

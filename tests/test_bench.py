@@ -53,7 +53,17 @@ def test_every_scenario_runs_at_smoke_size(tmp_path, capsys):
         assert retrieval["store"][name]["objects_per_second"] > 0
     assert retrieval["store"]["verify_vs_raw_get_loop"] > 0
 
-    for name in ("backfill", "store_latency", "streaming", "retrieval"):
+    cost = json.loads((tmp_path / "cost.json").read_text())
+    modes = cost["modes"]
+    assert modes["message"]["archive_objects"] == modes["message"]["archive_puts"] == 400
+    assert 0 < modes["batched"]["archive_objects"] <= modes["batched"]["archive_puts"] < 400
+    for name in ("message", "batched", "floor"):
+        assert modes[name]["messages_per_second"] > 0
+        assert modes[name]["dollars_per_million_messages"]["STANDARD"]["requests"] > 0
+    assert [row["mode"] for row in cost["table"]] == ["message", "batched"]
+    assert modes["prepare_ceiling"]["messages_per_second"] > 0
+
+    for name in ("backfill", "store_latency", "streaming", "retrieval", "cost"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == PNG
         targets = json.loads((tmp_path / f"{name}.json").read_text())["targets"]
         assert targets and all({"target", "value", "limit", "met"} <= set(t) for t in targets)

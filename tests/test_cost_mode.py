@@ -268,3 +268,47 @@ def test_a_bad_template_or_mode_on_the_command_line_is_a_usage_error(tmp_path, c
         assert code == run.EXIT_USAGE, flags
         assert why in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "outcomes").exists()
+
+
+# --- a stream in cost mode: the gate waits for the batch object ------------------------------------
+
+@pytest.mark.parametrize("local_runner", ["prism", "flink"])
+def test_a_batched_stream_delivers_each_message_only_once_its_batch_object_is_durable(s3_server, local_runner):
+    from devservers import kafka
+    from tests.test_streaming import Reader, StreamingJob, messages, outcome_key, publish
+    from tests.test_pipeline import BAD_LINES
+
+    with kafka.start() as broker:
+        topic = f"batched-{uuid.uuid4().hex[:8]}"
+        broker.create_topic(topic, partitions=2)
+        bucket = s3_server.create_bucket(f"stream-{uuid.uuid4().hex[:8]}")
+        values = messages(150, "b") + BAD_LINES[:2]
+        with FaultProxy(s3_server.endpoint_url) as proxy:
+            job = StreamingJob(broker, s3_server, bucket, topic, proxy.url, "--local_runner", local_runner,
+                               "--object_mode", "batched", "--batch_seconds", "2",
+                               "--audit_index_flush_seconds", "1")
+            reader = Reader(broker, job.topics)
+            publish(broker, topic, values)
+            job.start()
+            try:
+                assert reader.until(lambda seen: len(seen["deliveries"]) >= 150 and len(seen["outcomes"]) >= 152,
+                                    240), f"{len(reader.seen['deliveries'])} deliveries"
+            finally:
+                job.stop()
+            puts = proxy.count("PUT", r"/sent_batches/")
+        outcomes = reader.outcomes()
+        reader.close()
+    assert len({outcome_key(o) for o in outcomes}) == len(outcomes) == 152
+    archived = {o["message_id"]: o for o in outcomes if o["status"] == "ARCHIVED"}
+    assert len(archived) == 150
+    delivered = {m.key().decode(): m for m in reader.seen["deliveries"]}
+    assert set(delivered) == set(archived)
+    objects = keys(s3_server, bucket, "sent_batches/")
+    assert puts == len(objects) == len({o["url"] for o in archived.values()}) < 150 / 5
+    for message_id, message in delivered.items():
+        outcome = archived[message_id]
+        frame = get(s3_server, bucket, outcome["url"].split(bucket + "/", 1)[1], outcome["byte_offset"],
+                    outcome["bytes"])
+        assert hashlib.sha256(frame).hexdigest() == outcome["sha256"]
+        assert json.loads(frames.read_frame("lz4", frame))["message_id"] == message_id
+        assert json.loads(message.value())["message_id"] == message_id
