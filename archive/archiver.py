@@ -109,8 +109,10 @@ class Archiver:
         self.tenants = tenants
         self.profile = get_profile(config.profile)
         self.codec = encoding.get_codec(config.compression or self.profile.default_compression)
-        self._catch_all = _TenantRules(self.profile, self.codec, frozenset(self.profile.channels),
-                                       *self.codec.object_metadata())
+        self._catch_all = _TenantRules(
+            self.profile, self.codec, frozenset(self.profile.channels), *self.codec.object_metadata(),
+            KeyTemplate(config.key_template) if config.key_template else None, config.email_format,
+            config.batch if config.object_mode == "batched" else None)
         self._file_context = BuildContext(None, config.default_region)  # a record without a source stamp
         self._rules: dict[str, _TenantRules] = {}
         if tenants is not None:

@@ -69,6 +69,9 @@ def render(counters: dict[str, int], *, destination: str, outcomes: str, dead_le
     lines.append(f"input records   {counters.get('input_records', grand):,}")
     if counters.get("blank_lines"):
         lines.append(f"blank lines     {counters['blank_lines']:,} (skipped)")
+    batches = counters.get("batch_objects_written", 0)
+    if batches:  # cost mode: many messages per object
+        lines.append(f"batch objects   {batches:,} ({totals['ARCHIVED'] / batches:,.0f} messages per object)")
     lines += [
         f"bytes written   {written:,} ({written / 1048576:.1f} MiB)",
         f"elapsed         {seconds:.1f} s ({rate:,.0f} messages/s)",

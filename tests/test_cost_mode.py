@@ -146,6 +146,12 @@ def test_a_rerun_rewrites_the_same_batch_objects_with_the_same_bytes(s3_server, 
     assert all(o.get("existed") for o in again)
     place = {o["message_id"]: (o["url"], o["byte_offset"], o["sha256"]) for o in first}
     assert {o["message_id"]: (o["url"], o["byte_offset"], o["sha256"]) for o in again} == place
+    # the audit index names each message's object, range and frame digest, as its outcome does
+    from retrieval.bucket import Bucket
+    from retrieval.index import AuditIndex
+    rows = AuditIndex(Bucket(f"s3://{bucket}", s3_server.storage_options())).find().to_pylist()
+    assert {(r["message_id"], f"s3://{bucket}/{r['key']}", r["byte_offset"], r["sha256"]) for r in rows} == {
+        (message_id, *where) for message_id, where in place.items()}
 
 
 def test_a_batch_whose_write_fails_fails_every_message_in_it_and_keeps_each_as_a_dead_letter(

@@ -103,6 +103,7 @@ class _WriteBatchFn(beam.DoFn):
     def __init__(self, store: StoreSpec, config: ArchiverConfig, tenants: TenantDirectory):
         self._spec, self._config, self._tenants = store, config, tenants
         self._objects = Metrics.counter(METRICS_NAMESPACE, "batch_objects_written")
+        self._bytes = Metrics.counter(METRICS_NAMESPACE, "bytes_written")
         self._members = Metrics.distribution(METRICS_NAMESPACE, "batch_messages_per_object")
 
     def setup(self):
@@ -136,6 +137,7 @@ class _WriteBatchFn(beam.DoFn):
             first = number + 1
             if result.ok:
                 self._objects.inc()
+                self._bytes.inc(len(data))
                 self._members.update(len(part))
             object_key = batches.object_key(batch, number, codec.suffix)
             for where in placed:
