@@ -204,7 +204,8 @@ class _ArchiveFn(beam.DoFn):
                 yield self._archived(message, prepared)
             return
         if prepared.batch is not None:  # a batched tenant's message: written with its batch
-            yield beam.pvalue.TaggedOutput(BATCH_MEMBERS, batch_element(prepared, message, raw))
+            yield beam.pvalue.TaggedOutput(BATCH_MEMBERS, batch_element(
+                prepared, message, raw, self._index_row(prepared) if self._index else None))
             return
         store = self._store_for(prepared.tenant)
         if store.writes_inline:  # local disk: no future, no hand-off

@@ -1,6 +1,6 @@
 """WriteBatches: messages of batched tenants in, one object per batch, one outcome per message out.
 
-    (batch key, _Member) ──group──> a batch's members ──_WriteBatchFn──┬─> ARCHIVED | FAILED per message
+    (batch key, member) ──group──>  a batch's members ──_WriteBatchFn──┬─> ARCHIVED | FAILED per message
         backfill: GroupByKey          plan parts (archive.batches)     ├─> dead letters (FAILED, whole input)
         stream:   GroupIntoBatches    write each part: a conditional   ├─> ArchivedMessage (for the gate)
                   (max_messages,      create; on another part's bytes  └─> audit index rows (key, byte range)
@@ -29,7 +29,7 @@ import dataclasses
 from apache_beam.metrics import Metrics
 
 from archive import audit, batches
-from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig
+from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig, raw_bytes
 from archive.errors import ErrorClass
 from archive.outcome import ARCHIVED, FAILED
 from archive.store import ObjectMetadata, ObjectStore, StoreSpec
@@ -43,18 +43,23 @@ _LOG = logging.getLogger(__name__)
 MAX_PART_PROBES = 10_000
 
 
-class _Member(NamedTuple):
-    """One prepared message of a batched tenant, waiting for its batch."""
+# A batched message on its way to its batch: a plain tuple of strings, bytes and
+# ints (the index row's values too), which every runner's coder encodes as it is,
+# where an object graph would be pickled (the backfill's GroupByKey moves every member).
+#   (message_id, tenant, channel, profile, source, frame, frame sha256,
+#    index row values or None, the input's bytes, Deliverable or None)
+_ID, _TENANT, _CHANNEL, _PROFILE, _SOURCE, _FRAME, _SHA, _ROW, _RAW, _MESSAGE = range(10)
 
-    request: ArchiveRequest       # data: the frame; key: the key it would have had alone
-    message: Deliverable | None   # with emit_messages: leaves with the outcome
-    raw: Any                      # the input as received: a FAILED write's dead letter
 
-
-def batch_element(request: ArchiveRequest, message: Deliverable | None, raw: Any):
-    """The (key, value) a batched message travels to its batch as; the key is a plain
-    tuple, which every runner encodes deterministically."""
-    return tuple(request.batch), _Member(request, message, raw)
+def batch_element(request: ArchiveRequest, message: Deliverable | None, raw: Any,
+                  row: audit.IndexRow | None = None):
+    """The (key, member) a batched message travels to its batch as. `row`: its audit
+    index row as the key it would have had alone reads (key, range and time are the
+    batch's, set when it is written)."""
+    return tuple(request.batch), (
+        request.message_id, request.tenant, request.channel, request.profile, request.source, request.data,
+        request.metadata.sha256, None if row is None else tuple(getattr(row, f) for f in audit.INDEX_FIELDS),
+        raw_bytes(raw), message)
 
 
 class _Outputs(NamedTuple):
@@ -108,7 +113,6 @@ class _WriteBatchFn(beam.DoFn):
 
     def setup(self):
         self._archiver = Archiver(self._config, self._tenants)
-        self._layouts = audit.layouts_of(self._tenants)
         self._stores: dict[str, ObjectStore] = {}
         self._next_part: dict[tuple, int] = {}  # a hint only: the store's conditional create decides
         self._counters: dict[tuple, Any] = {}
@@ -123,10 +127,9 @@ class _WriteBatchFn(beam.DoFn):
         members = list(members)
         tenant = self._tenants.lookup(batch.tenant)
         limits, codec = tenant.batch, self._archiver.codec_for(batch.tenant)
-        by_member: dict[batches.Member, list[_Member]] = {}
+        by_member: dict[batches.Member, list[tuple]] = {}
         for member in members:
-            request = member.request
-            by_member.setdefault(batches.Member(request.message_id, request.data), []).append(member)
+            by_member.setdefault(batches.Member(member[_ID], member[_FRAME]), []).append(member)
         store = self._store_for(batch.tenant)
         first = self._next_part.get(key, 0)
         for part in batches.plan(list(by_member), limits):
@@ -155,28 +158,27 @@ class _WriteBatchFn(beam.DoFn):
                 return number, result
             number += 1
 
-    def _outcome(self, member: _Member, result, offset: int, object_key: str):
-        request = member.request
+    def _outcome(self, member: tuple, result, offset: int, object_key: str):
+        request = ArchiveRequest(member[_ID], member[_TENANT], member[_CHANNEL], object_key, member[_FRAME],
+                                 ObjectMetadata(sha256=member[_SHA]), member[_SOURCE], member[_PROFILE])
         outcome = self._archiver.written(request, result, byte_offset=offset if result.ok else None)
         if outcome.status == ARCHIVED:
-            parsed = audit.parse_key(request.key, self._layouts)
-            if parsed is not None:
-                row = audit.index_row(parsed, request.data, request.tenant, int(time.time() * 1000),
-                                      request.payload, request.metadata.sha256)
-                yield beam.pvalue.TaggedOutput(INDEX_ROWS, dataclasses.replace(row, key=object_key,
-                                                                               byte_offset=offset))
+            if member[_ROW] is not None:
+                yield beam.pvalue.TaggedOutput(INDEX_ROWS, dataclasses.replace(
+                    audit.IndexRow(*member[_ROW]), key=object_key, byte_offset=offset,
+                    archived_at_ms=int(time.time() * 1000)))
         elif outcome.status == FAILED:
             _LOG.warning("failed to archive message %s in a batch (%s): %s",
                          outcome.message_id, outcome.error_class, outcome.error)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._archiver.dead_letter(
-                member.raw, outcome.error, None, request.source, failed=outcome))
+                member[_RAW], outcome.error, None, request.source, failed=outcome))
         counter_key = (outcome.channel, outcome.status)
         if counter_key not in self._counters:
             self._counters[counter_key] = outcome_counter(*counter_key)
         self._counters[counter_key].inc()
         yield outcome
-        if member.message is not None:
-            yield beam.pvalue.TaggedOutput(MESSAGES, ArchivedMessage(member.message, outcome))
+        if member[_MESSAGE] is not None:
+            yield beam.pvalue.TaggedOutput(MESSAGES, ArchivedMessage(member[_MESSAGE], outcome))
 
     def _store_for(self, tenant_name: str) -> ObjectStore:
         store = self._stores.get(tenant_name)
