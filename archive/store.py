@@ -85,6 +85,27 @@ class StoreSpec:
         return ObjectStore(self)
 
 
+class TenantStores:
+    """One open ObjectStore per tenant (each with its own breaker), opened on first use:
+    what a worker holds between its setup and teardown."""
+
+    def __init__(self, spec: StoreSpec, tenants):
+        self._spec, self._tenants = spec, tenants  # tenants: archive.tenants.TenantDirectory
+        self._open: dict[str, ObjectStore] = {}
+
+    def __call__(self, tenant_name: str) -> "ObjectStore":
+        store = self._open.get(tenant_name)
+        if store is None:
+            tenant = self._tenants.lookup(tenant_name)  # a known tenant: its messages were prepared
+            store = self._open[tenant_name] = self._spec.for_destination(tenant.destination).open()
+        return store
+
+    def close(self) -> None:
+        for store in self._open.values():
+            store.close()
+        self._open.clear()
+
+
 @dataclass(frozen=True)
 class WriteResult:
     url: str

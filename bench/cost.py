@@ -30,7 +30,7 @@ import sys
 from collections import defaultdict
 
 from bench.backfill import prepare_cost, write_inputs
-from bench.measure import Run, describe, ratio, run_command, target
+from bench.measure import describe, ratio, run_command, target
 from devservers import gofakes3, toxiproxy
 
 VARIANTS = ("message", "batched", "floor")

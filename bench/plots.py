@@ -42,18 +42,13 @@ def cost_bars(report: dict, path: str) -> str:
     shown = ("one per message", "batched", "raw PUT loop", "prepare-only ceiling")
     values = [modes[n]["messages_per_second"] for n in labels]
     rates.bar(range(4), values, color=["#c8553d", "#2a7ab0", "#7a7a7a", "#b5b5b5"])
+    rates.set_yscale("log")
     for x, value in enumerate(values):
         rates.annotate(f"{value:,.0f}/s", (x, value), ha="center", va="bottom", fontsize=8)
     rates.set_xticks(range(4), shown, fontsize=8)
-    rates.set_ylabel(f"messages per second, end to end ({report['settings']['messages']:,} messages)", fontsize=8)
-    for ax in (puts, rates):
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.margins(y=0.25)
-    figure.suptitle(_title(report), fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    rates.set_ylabel(f"messages per second, end to end (log; {report['settings']['messages']:,} messages)",
+                     fontsize=8)
+    return _save(figure, (puts, rates), report, path, margin=0.25)
 
 
 def retrieval_bars(report: dict, path: str) -> str:
@@ -73,9 +68,14 @@ def retrieval_bars(report: dict, path: str) -> str:
     seconds.axhline(1.0, color="#c8553d", linestyle="--", linewidth=1)
     seconds.set_xticks([0, 1], ["find (CLI)", "query (warm)"], fontsize=8)
     seconds.set_ylabel(f"seconds, one person among {find['rows']:,}", fontsize=8)
-    for ax in (rates, seconds):
+    return _save(figure, (rates, seconds), report, path, margin=0.2)
+
+
+def _save(figure, axes, report: dict, path: str, margin: float) -> str:
+    """Bare axes, the scenario's title, and the PNG written."""
+    for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
-        ax.margins(y=0.2)
+        ax.margins(y=margin)
     figure.suptitle(_title(report), fontsize=9)
     figure.tight_layout()
     figure.savefig(path)

@@ -34,7 +34,7 @@ from archive import audit
 from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig, raw_bytes
 from archive.envelope import InvalidMessage
 from archive.outcome import ARCHIVED, FAILED, Outcome
-from archive.store import ObjectStore, StoreSpec
+from archive.store import StoreSpec, TenantStores
 from archive.tenants import TenantDirectory
 from transforms.metrics import METRICS_NAMESPACE, outcome_counter
 from archive.batches import BatchLimits
@@ -167,7 +167,7 @@ class _ArchiveFn(beam.DoFn):
     def setup(self):
         self._archiver = Archiver(self._config, self._tenants)
         self._layouts = audit.layouts_of(self._tenants)
-        self._stores: dict[str, ObjectStore] = {}  # one per tenant, each with its own breaker
+        self._store_for = TenantStores(self._spec, self._tenants)  # one per tenant, each with its own breaker
         self._counters: dict[tuple, Any] = {}
         self._done = 0
         self._started = time.monotonic()
@@ -224,8 +224,8 @@ class _ArchiveFn(beam.DoFn):
             yield from self._written(self._pending.popleft())
 
     def teardown(self):
-        for store in getattr(self, "_stores", {}).values():
-            store.close()
+        if hasattr(self, "_store_for"):
+            self._store_for.close()
 
     def _submit(self):
         batch, self._batch = self._batch, []
@@ -254,13 +254,6 @@ class _ArchiveFn(beam.DoFn):
                 else:
                     waiting.append(item)
             self._pending = waiting
-
-    def _store_for(self, tenant_name: str) -> ObjectStore:
-        store = self._stores.get(tenant_name)
-        if store is None:
-            tenant = self._tenants.lookup(tenant_name)  # prepared requests have a known tenant
-            store = self._stores[tenant_name] = self._spec.for_destination(tenant.destination).open()
-        return store
 
     def _count(self, outcome: Outcome) -> None:
         key = (outcome.channel, outcome.status)

@@ -32,7 +32,7 @@ from archive import audit, batches
 from archive.archiver import ArchiveRequest, Archiver, ArchiverConfig, raw_bytes
 from archive.errors import ErrorClass
 from archive.outcome import ARCHIVED, FAILED
-from archive.store import ObjectMetadata, ObjectStore, StoreSpec
+from archive.store import ObjectMetadata, ObjectStore, StoreSpec, TenantStores
 from archive.tenants import TenantDirectory
 from transforms.gate import ArchivedMessage, Deliverable
 from transforms.metrics import METRICS_NAMESPACE, outcome_counter
@@ -113,13 +113,13 @@ class _WriteBatchFn(beam.DoFn):
 
     def setup(self):
         self._archiver = Archiver(self._config, self._tenants)
-        self._stores: dict[str, ObjectStore] = {}
+        self._store_for = TenantStores(self._spec, self._tenants)
         self._next_part: dict[tuple, int] = {}  # a hint only: the store's conditional create decides
         self._counters: dict[tuple, Any] = {}
 
     def teardown(self):
-        for store in getattr(self, "_stores", {}).values():
-            store.close()
+        if hasattr(self, "_store_for"):
+            self._store_for.close()
 
     def process(self, element):
         key, members = element
@@ -179,10 +179,3 @@ class _WriteBatchFn(beam.DoFn):
         yield outcome
         if member[_MESSAGE] is not None:
             yield beam.pvalue.TaggedOutput(MESSAGES, ArchivedMessage(member[_MESSAGE], outcome))
-
-    def _store_for(self, tenant_name: str) -> ObjectStore:
-        store = self._stores.get(tenant_name)
-        if store is None:
-            tenant = self._tenants.lookup(tenant_name)
-            store = self._stores[tenant_name] = self._spec.for_destination(tenant.destination).open()
-        return store

@@ -47,7 +47,7 @@ from apache_beam.metrics import Metrics
 from archive import audit
 from archive.audit import INDEX_PREFIX, ROWS_PER_FILE, index_file_key, index_table, parquet_bytes, partition_of
 from archive.errors import ErrorClass
-from archive.store import ObjectMetadata, ObjectStore, StoreSpec
+from archive.store import ObjectMetadata, ObjectStore, StoreSpec, TenantStores
 from archive.tenants import TenantDirectory
 
 _LOG = logging.getLogger(__name__)
@@ -112,18 +112,11 @@ class _TenantStoresFn(beam.DoFn):
         self._spec, self._tenants, self._run_id = store, tenants, run_id
 
     def setup(self):
-        self._stores: dict[str, ObjectStore] = {}
+        self._store_for = TenantStores(self._spec, self._tenants)
 
     def teardown(self):
-        for store in getattr(self, "_stores", {}).values():
-            store.close()
-
-    def _store_for(self, tenant_name: str) -> ObjectStore:
-        store = self._stores.get(tenant_name)
-        if store is None:
-            tenant = self._tenants.lookup(tenant_name)
-            store = self._stores[tenant_name] = self._spec.for_destination(tenant.destination).open()
-        return store
+        if hasattr(self, "_store_for"):
+            self._store_for.close()
 
 
 class _WriteIndexFn(_TenantStoresFn):
