@@ -33,13 +33,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Iterable, Mapping, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from archive import encoding, identity
+from archive import batches, encoding, frames, identity
 from archive.eml import eml_fields
 from archive.envelope import InvalidMessage
 from archive.keys import KeyTemplate
@@ -168,7 +168,9 @@ class IndexRow:
     byte_offset: int | None = None  # a batched object: where the message's frame (of `bytes`) starts
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: every field is a plain value (dataclasses.asdict deep-copies
+        # each, a twentieth of an index file's cost).
+        return {name: getattr(self, name) for name in INDEX_FIELDS}
 
 
 INDEX_FIELDS = tuple(f.name for f in fields(IndexRow))
@@ -199,6 +201,129 @@ def index_row(parsed: KeyFields, data: bytes, tenant: str, archived_at_ms: int |
         sent_at_ms=sent, archived_at_ms=archived_at_ms,
         date=_date(sent), key=parsed.key, bytes=len(data), sha256=sha256 or hashlib.sha256(data).hexdigest(),
         compression=parsed.compression)
+
+
+# --- batched objects (archive.batches): one index row per frame ---------------------------
+#
+# A batched object's key names its tenant, channel and window, not its messages:
+# each message's row is the row its per-message key would have had (recipient
+# digest, group and id computed from the payload exactly as the profile keys
+# them), with `key` the batch object's, `bytes` and `sha256` its frame's, and
+# `byte_offset` where the frame starts.
+
+BATCH_ROOT = batches.ROOT
+_BATCH_SUFFIXES = {codec.suffix: name for name, codec in encoding.CODECS.items()}
+_MESSAGE_ID_FIELDS = {"clevertap": "message_id", "braze": "dispatch_id"}
+
+
+def parse_batch_key(key: str) -> batches.BatchKeyFields | None:
+    """A batched object's key read back (archive.batches.parse_object_key), or None,
+    also for a suffix that is no codec's."""
+    fields_ = batches.parse_object_key(key)
+    if fields_ is None or fields_.suffix not in _BATCH_SUFFIXES:
+        return None
+    return fields_
+
+
+def batch_compression(fields_: batches.BatchKeyFields) -> str:
+    return _BATCH_SUFFIXES[fields_.suffix]
+
+
+def payload_profile(payload: Mapping[str, Any], profile: str | None = None) -> str:
+    """The profile of one archived payload: the one given (a tenant's), else the one
+    whose message id field it holds (CleverTap `message_id`, Braze `dispatch_id`).
+    InvalidMessage when it holds neither, or both."""
+    if profile is not None:
+        if profile not in _MESSAGE_ID_FIELDS:
+            raise InvalidMessage(f"unknown profile {profile!r}")
+        return profile
+    found = [name for name, field in _MESSAGE_ID_FIELDS.items() if field in payload]
+    if len(found) != 1:
+        raise InvalidMessage("the payload names neither a message_id (clevertap) nor a dispatch_id (braze)")
+    return found[0]
+
+
+def recipient_md5(profile: str, channel: str, payload: Mapping[str, Any]) -> str:
+    """The recipient digest the profile keys this payload's message by (the digest its
+    per-message key holds): email, the address (archive.identity); CleverTap sms and
+    whatsapp, the number's country-code digits (as archived); Braze sms and mms, the
+    E.164 number (as archived); Braze push, the token lower-cased; CleverTap push, the
+    user's identity (`user_id`). InvalidMessage when the payload has no such value."""
+    to = payload.get("to")
+    if channel == "email":
+        return identity.md5_hex(identity.email_address(to if isinstance(to, str) else ""))
+    if channel == "push":
+        if profile == "clevertap":
+            return identity.md5_hex(identity.user_identity(payload.get("user_id"), "user_id"))
+        return identity.md5_hex(identity.push_token(to if isinstance(to, str) else "").lower())
+    if not isinstance(to, str) or not to:
+        raise InvalidMessage("to is missing", "to")
+    if profile == "clevertap":
+        digits = identity.country_code_format(to)
+        if not digits.isdigit():
+            raise InvalidMessage("to is not a number in country-code format", "to")
+        return identity.md5_hex(digits)
+    if not (to.startswith("+") and to[1:].isdigit()):
+        raise InvalidMessage("to is not an E.164 number", "to")
+    return identity.md5_hex(to)
+
+
+def _group(profile: str, payload: Mapping[str, Any]) -> str:
+    if profile == "clevertap":
+        return _text(payload.get("campaign_id")) or ""
+    for name in ("campaign_id", "canvas_step_id"):
+        if payload.get(name) is not None:
+            return _text(payload.get(name)) or ""
+    return "unassociated"
+
+
+def read_line(line: bytes) -> dict[str, Any]:
+    """One batched message's payload from its JSON line (strict, as read_payload)."""
+    try:
+        payload = json.loads(line, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidMessage(f"the line is not JSON ({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise InvalidMessage("the line is not a JSON object")
+    return payload
+
+
+def batch_index_row(key: str, frame: bytes, offset: int, payload: Mapping[str, Any] | None = None,
+                    profile: str | None = None, archived_at_ms: int | None = None,
+                    line: bytes | None = None) -> IndexRow:
+    """The index row of the frame at `offset` of the batched object at `key`: the row
+    the pipeline writes for that message (transforms.batches). `payload` is the frame's
+    JSON (read from `line`, or from the frame itself, when not given); `profile` the
+    tenant's, else told by the payload. InvalidMessage when the key is no batched
+    object's, or the payload is not one the profile archives."""
+    fields_ = parse_batch_key(key)
+    if fields_ is None:
+        raise InvalidMessage("not a batched object's key")
+    compression = batch_compression(fields_)
+    if payload is None:
+        if line is None:
+            try:
+                line = frames.read_frame(compression, frame)
+            except frames.CorruptObject as exc:
+                raise InvalidMessage(f"not one frame of one JSON line ({exc})") from None
+        payload = read_line(line)
+    profile = payload_profile(payload, profile)
+    folders = _CLEVERTAP_FOLDERS if profile == "clevertap" else _BRAZE_FOLDERS
+    if fields_.channel not in folders:
+        raise InvalidMessage(f"the {profile} profile archives no {fields_.channel} channel")
+    channel = _FOLDER_CHANNELS[profile][folders[fields_.channel]]  # braze: mms is the sms folder's
+    message_id = payload.get(_MESSAGE_ID_FIELDS[profile])
+    if isinstance(message_id, bool) or not isinstance(message_id, (str, int)) or message_id == "":
+        raise InvalidMessage(f"{_MESSAGE_ID_FIELDS[profile]} is missing")
+    parsed = KeyFields(key, profile, channel, recipient_md5(profile, fields_.channel, payload),
+                       _group(profile, payload), str(message_id), compression, None)
+    row = index_row(parsed, frame, fields_.tenant, archived_at_ms, payload)
+    return replace(row, byte_offset=offset)
+
+
+def row_ref(key: str, byte_offset: int | None) -> str:
+    """How a finding names an index row's bytes: the key, or `key@offset` for a frame."""
+    return key if byte_offset is None else f"{key}@{byte_offset}"
 
 
 INDEX_PREFIX = "archive_index"
@@ -394,13 +519,17 @@ def manifest(tenant: str, sequence: int, previous: str, entries: Iterable[tuple[
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def tombstoned(manifest_bytes: bytes, erased_keys: set[str], erasure: str) -> bytes:
-    """The manifest with each entry of `erased_keys` replaced by its entry hash and the
-    erasure record's key: the chain hash is unchanged, the key is gone."""
+def tombstoned(manifest_bytes: bytes, erased_keys: set[str], erasure: str,
+               erased_entries: Iterable[tuple[str, str]] = ()) -> bytes:
+    """The manifest with each entry of `erased_keys` (every entry of that key), and each
+    (key, sha256) entry of `erased_entries` (one frame of a batched object, whose other
+    frames keep their entries), replaced by its entry hash and the erasure record's
+    key: the chain hash is unchanged, the key is gone."""
     body = json.loads(manifest_bytes)
+    pairs = set(erased_entries)
     entries = []
     for entry in body["entries"]:
-        if entry.get("key") in erased_keys:
+        if entry.get("key") in erased_keys or (entry.get("key"), entry.get("sha256")) in pairs:
             entries.append({"erased": erasure, "entry": entry_hash(entry["key"], entry["sha256"])})
         else:
             entries.append(entry)
@@ -414,10 +543,13 @@ class ChainReport:
     entries: dict[str, str] | None = None      # key -> sha256, from every manifest that verified
     erased: int = 0
     problems: list[str] | None = None           # what breaks the chain, one sentence each
+    # every (key, sha256) entry: a batched object has one entry per frame, under one key
+    pairs: set[tuple[str, str]] | None = None
 
     def __post_init__(self):
         self.entries = {} if self.entries is None else self.entries
         self.problems = [] if self.problems is None else self.problems
+        self.pairs = set() if self.pairs is None else self.pairs
 
 
 def check_chain(tenant: str, manifests: Iterable[tuple[str, bytes]]) -> ChainReport:
@@ -459,4 +591,5 @@ def check_chain(tenant: str, manifests: Iterable[tuple[str, bytes]]) -> ChainRep
                 report.erased += 1
             else:
                 report.entries[entry["key"]] = entry["sha256"]
+                report.pairs.add((entry["key"], entry["sha256"]))
     return report

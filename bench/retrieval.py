@@ -144,6 +144,7 @@ def _generated_partition(rng, count: int, channel: str, day: int, person_md5: st
         "journey_id": none, "canvas_id": none, "canvas_step_id": none, "sent_at_ms": sent,
         "archived_at_ms": sent, "key": keys, "bytes": pa.array(rng.integers(300, 3000, count), pa.int64()),
         "sha256": _hex(rng, count, 32), "compression": pa.array(["gzip"] * count),
+        "byte_offset": pa.nulls(count, pa.int64()),
     }
     table = pa.table({name: columns[name] for name in audit.FILE_COLUMNS})
     return table.sort_by([("recipient_md5", "ascending"), ("key", "ascending")])

@@ -2,9 +2,14 @@
 
     --destination URL, --storage_options JSON ──Destination──check_transport──> fsspec filesystem + root
     Bucket.objects()  ──> (key, size) under sent_messages/, keys relative to the destination
+    Bucket.archive_objects() ──> (key, size) under every archive prefix: sent_messages/, each
+        key template's prefix (Bucket.layouts), sent_batches/
     Bucket.read(key) ──> bytes (fsspec) · read_many(keys) ──> bytes, many at once (obstore where
         archive.direct allows, else the fsspec client's own loop; a folder: a few threads)
+    Bucket.read_range(key, offset, length) ──> one frame of a batched object (a byte-range GET)
+        · read_ranges([(key, offset, length)]) ──> many at once, as read_many
     Bucket.create(key, data) (refuses an existing key) · Bucket.remove(key) (erase only)
+    Bucket.replace(key, data) (a manifest tombstoned, a batched object without a person's frames)
 
 The same transport rules as the pipeline's: only object-store protocols and
 local folders, plain HTTP to loopback only unless the user allows it, checked
@@ -27,7 +32,7 @@ import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 
 from archive import backends, direct
-from archive.audit import ROOT
+from archive.audit import BATCH_ROOT, ROOT, Layout
 from archive.tenants import Destination, check_transport, redact_url
 
 
@@ -58,9 +63,26 @@ async def _read_all(read, paths: list[str], workers: int) -> list:
     return await asyncio.gather(*(one(path) for path in paths))
 
 
+def _range_error(exc: BaseException) -> bool:
+    """A range that starts past the object's end (HTTP 416): the bytes are not there."""
+    text = str(exc)
+    return "InvalidRange" in text or "not satisfiable" in text.lower() or "status code: 416" in text
+
+
 class Bucket:
+    """One destination. `layouts` are the key templates its objects may be laid out by
+    (archive.audit.Layout: a tenant file's, or --key_template and --profile), read back
+    wherever a key is; `profiles` is the profile of each tenant's batched objects (a
+    tenant file's), else `profile` (--profile), else the payload tells."""
+
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None,
-                 allow_insecure_http: bool = False, destination: Destination | None = None):
+                 allow_insecure_http: bool = False, destination: Destination | None = None,
+                 layouts: Iterable[Layout] = (), profiles: Mapping[str, str] | None = None,
+                 profile: str | None = None):
+        self.layouts: tuple[Layout, ...] = tuple(layouts)
+        self.tenant_layouts: dict[str, tuple[Layout, ...]] = {}  # a tenant file's: each tenant's own
+        self.profiles: dict[str, str] = dict(profiles or {})
+        self.profile = profile
         self.destination = destination or Destination(url, dict(storage_options or {}), True, allow_insecure_http)
         self.where = f"destination {redact_url(self.destination.url)}"
         check_transport(self.destination, self.where)
@@ -89,8 +111,15 @@ class Bucket:
     def objects(self, prefix: str = ROOT) -> Iterator[tuple[str, int]]:
         """Every object under `prefix` (a key prefix), as (key, size), in key order."""
         if self._direct is not None:
-            yield from sorted(self._direct.list(prefix))
-            return
+            try:
+                listed = sorted(self._direct.list(prefix))
+            except direct.DirectStoreError as exc:
+                if "invalid path" not in str(exc).lower():
+                    raise
+                listed = None  # a key obstore will not parse ('..' in it): the fsspec listing takes any key
+            if listed is not None:
+                yield from listed
+                return
         top = self.path(prefix)
         try:
             found = self.fs.find(top, detail=True)
@@ -100,20 +129,113 @@ class Bucket:
             if info.get("type", "file") != "directory":
                 yield self.key_of(path), int(info.get("size") or 0)
 
+    def archive_prefixes(self, layouts: Iterable[Layout] = ()) -> list[str]:
+        """Where archive objects may be: the seeds' folder, each key template's prefix
+        (the bucket's, and `layouts`), and the batched objects' folder."""
+        found = [ROOT]
+        for layout in (*self.layouts, *layouts):
+            if layout.template.prefix not in found:
+                found.append(layout.template.prefix)
+        return found + ([BATCH_ROOT] if BATCH_ROOT not in found else [])
+
+    def archive_objects(self, layouts: Iterable[Layout] = ()) -> Iterator[tuple[str, int]]:
+        """(key, size) of every object under every archive prefix."""
+        for prefix in self.archive_prefixes(layouts):
+            yield from self.objects(prefix)
+
+    def profile_of(self, tenant: str) -> str | None:
+        """The profile of a tenant's batched objects, when known (else the payload tells)."""
+        return self.profiles.get(tenant) or self.profile
+
     def read(self, key: str) -> bytes:
         return self.fs.cat_file(self.path(key), **self._read_options)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """The bytes [offset, offset + length) of an object (one frame of a batched object),
+        with one byte-range GET; fewer (or none) when the object ends sooner.
+        FileNotFoundError when there is no object."""
+        if length <= 0:
+            return b""
+        if self._direct is not None:
+            return fsspec.asyn.sync(fsspec.asyn.get_loop(), self._direct_range, key, offset, length)
+        return self._fs_range(key, offset, length)
+
+    def _fs_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(self.path(key), start=offset, end=offset + length))
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if _range_error(exc) and self.fs.exists(self.path(key)):
+                return b""
+            raise
+
+    async def _direct_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            got = await self._direct._obstore.get_range_async(
+                self._direct._store, self._direct.location(key), start=offset, length=length)
+            return bytes(got)
+        except Exception as exc:  # noqa: BLE001 - translated as the store's own errors are
+            if isinstance(exc, FileNotFoundError) or "NoSuchKey" in str(exc) or "BlobNotFound" in str(exc):
+                raise FileNotFoundError(key) from None
+            if _range_error(exc):
+                return b""
+            raise direct.translate(exc) from None
+
+    def read_ranges(self, ranges: Iterable[tuple[str, int, int]], workers: int = READ_CONCURRENCY,
+                    progress: Callable[[int], None] | None = None,
+                    ) -> Iterator[tuple[tuple[str, int, int], bytes | BaseException]]:
+        """((key, offset, length), bytes) for each range, `workers` reads at once; a read
+        that fails yields its exception, as read_many."""
+        ranges = list(ranges)
+        chunk = max(workers * 16, 256)
+        done = 0
+        for start in range(0, len(ranges), chunk):
+            part = ranges[start:start + chunk]
+            if self._direct is not None:
+                found = fsspec.asyn.sync(fsspec.asyn.get_loop(), _read_all,
+                                         lambda item: self._direct_range(*item), part, workers)
+                results = list(zip(part, found))
+            elif getattr(self.fs, "async_impl", False):
+                async def one(item):
+                    key, offset, length = item
+                    try:
+                        return await self.fs._cat_file(self.path(key), start=offset, end=offset + length)
+                    except FileNotFoundError:
+                        raise
+                    except OSError as exc:
+                        if _range_error(exc) and await self.fs._exists(self.path(key)):
+                            return b""
+                        raise
+                found = fsspec.asyn.sync(self.fs.loop, _read_all, one, part, workers)
+                results = list(zip(part, found))
+            else:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, workers),
+                                                           thread_name_prefix="retrieval-read") as pool:
+                    results = list(pool.map(self._range_or_error, part))
+            yield from results
+            done += len(part)
+            if progress:
+                progress(done)
+
+    def _range_or_error(self, item: tuple[str, int, int]):
+        try:
+            return item, self.read_range(*item)
+        except Exception as exc:  # noqa: BLE001 - reported per range by the caller
+            return item, exc
 
     def exists(self, key: str) -> bool:
         return self.fs.exists(self.path(key))
 
     def read_many(self, keys: Iterable[str], workers: int = READ_CONCURRENCY,
-                  progress: Callable[[int], None] | None = None) -> Iterator[tuple[str, bytes | BaseException]]:
+                  progress: Callable[[int], None] | None = None,
+                  chunk: int | None = None) -> Iterator[tuple[str, bytes | BaseException]]:
         """(key, bytes) for each key, `workers` reads at once; a read that fails yields
         its exception instead of ending the others. An async client (S3, GCS, Azure)
-        reads as coroutines on its own loop, a chunk at a time; a local folder, in a
-        few threads."""
+        reads as coroutines on its own loop, a chunk at a time (`chunk` keys held at
+        once; large objects want a small one); a local folder, in a few threads."""
         keys = list(keys)
-        chunk = max(workers * 16, 256)
+        chunk = chunk or max(workers * 16, 256)
         done = 0
         for start in range(0, len(keys), chunk):
             part = keys[start:start + chunk]
@@ -227,6 +349,25 @@ class Bucket:
             removed += 1
         return removed, None
 
+    def lock_of(self, key: str) -> str | None:
+        """Why an object's bytes cannot all be removed now (a legal hold, or a retention
+        date in force on any of its S3 versions), else None: asked before a batched
+        object is rewritten without a person's frames, so that a locked one is left
+        whole rather than rewritten with its old version kept behind the new."""
+        if self.destination.protocol not in ("s3", "s3a"):
+            return None
+        bucket, _, object_key = self.path(key).partition("/")
+        plain = {"Bucket": bucket, "Key": object_key}
+        if self.fs.call_s3("get_bucket_versioning", Bucket=bucket).get("Status") not in ("Enabled", "Suspended"):
+            return self._s3_lock(plain)
+        listed = self.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=object_key)
+        for version in listed.get("Versions", []):
+            if version["Key"] == object_key:
+                lock = self._s3_lock({**plain, "VersionId": version["VersionId"]})
+                if lock:
+                    return lock
+        return None
+
     def _s3_lock(self, target: dict) -> str | None:
         try:
             head = self.fs.call_s3("head_object", **target)
@@ -243,7 +384,17 @@ class Bucket:
         """Overwrite one of retrieval's own records in place (a manifest whose entries
         were tombstoned): the new bytes, then every older S3 version removed, so the
         old text does not live on behind the new. Returns why an old version was
-        left (a lock), or None."""
+        left (a lock), or None. A folder's file is replaced whole (a new file renamed over
+        it), never left half written."""
+        if self.local:
+            path = self.path(key)
+            temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+            return None
         self.fs.pipe_file(self.path(key), data)
         if self.destination.protocol not in ("s3", "s3a"):
             return None

@@ -1,7 +1,9 @@
-"""The audit index: Parquet files beside the objects, one row per archived object.
+"""The audit index: Parquet files beside the objects, one row per archived object (per frame of a batched one).
 
     rows (archive.audit.IndexRow) ──write_rows──> <index>/tenant=T/channel=C/date=D/part-<run>-<n>.parquet
-    index_rebuild: Bucket.objects() ── read_many ── audit.index_row ──> write_rows (a new run's files)
+    index_rebuild: Bucket.archive_objects() ── read_many ──┬─ a message's object: audit.index_row
+                                                           └─ a batched object: frames.lines, a row per frame
+                                                              (audit.batch_index_row) ──> write_rows (a new run's files)
     AuditIndex.load(bucket).find(person, campaign, dates, ...) ──pyarrow.dataset, filters pushed down──> rows
 
 Hive-style partitions (tenant, channel, date) so a date range or a channel
@@ -9,7 +11,9 @@ reads only its folders; within a file the rows are sorted by recipient digest,
 so Parquet's row-group statistics let a search for one person skip the rest.
 Every run writes files under names of its own (its run id): no run replaces
 another's. Two runs may index one object (a re-run, a rebuild beside the
-pipeline's rows): readers keep one row per key, the latest archived_at.
+pipeline's rows): readers keep one row per key (per key and byte_offset: the
+frames of a batched object share its key), the latest archived_at. An index
+file written before byte_offset existed reads with it empty.
 `compact` merges a partition's small files into one and only then removes
 the files it merged. Never a plaintext recipient: digests and ids only.
 """
@@ -19,7 +23,6 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import urllib.parse
-import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -29,11 +32,14 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from archive import frames
 from archive.audit import (
-    INDEX_PREFIX, INDEX_SCHEMA, PARTITIONS, ROWS_PER_FILE, IndexRow, Person, index_file_key, index_row,
-    index_table, parquet_bytes, parse_key, partition_of,
+    BATCH_ROOT, INDEX_PREFIX, INDEX_SCHEMA, PARTITIONS, ROWS_PER_FILE, IndexRow, Layout, Person,
+    batch_compression, batch_index_row, index_file_key, index_row, index_table, parquet_bytes, parse_batch_key,
+    parse_key, partition_of,
 )
 from archive.envelope import InvalidMessage
+from archive.runs import new_run_id
 from retrieval.bucket import Bucket
 
 SCHEMA = INDEX_SCHEMA
@@ -54,8 +60,19 @@ def _partition_values(path: str) -> dict[str, str]:
     return values
 
 
-def new_run_id() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+def iso_day(text: str) -> str:
+    """A --since / --until day as yyyy-mm-dd (the index's date partitions); ValueError else."""
+    try:
+        return _dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueError("expected a date as yyyy-mm-dd") from None
+
+
+def when(millis: int | None) -> str:
+    """A row's sent_at as people read it (UTC), or "?"."""
+    if millis is None:
+        return "?"
+    return _dt.datetime.fromtimestamp(millis / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def write_rows(bucket: Bucket, rows: Iterable[IndexRow], run_id: str, prefix: str = INDEX_PREFIX) -> list[str]:
@@ -78,47 +95,123 @@ class RebuildReport:
     objects: int = 0
     indexed: int = 0
     unreadable: int = 0          # a read failed
-    not_archive: int = 0         # bytes that are not an archive object's JSON
-    other_keys: int = 0          # under sent_messages/ but not in either layout
+    not_archive: int = 0         # bytes that are not an archive object's JSON (or .eml); a batched
+                                 # object's line that is not a message, or the object's unsound rest
+    other_keys: int = 0          # under an archive prefix but in no layout
     files: int = 0
     seconds: float = 0.0
+    batched_objects: int = 0     # of `objects`: batched ones, a row per frame
+
+
+# A batched object is read whole to split it into frames: at most this many bytes of
+# them are held at once.
+BATCH_READ_BYTES = 256 * 2 ** 20
 
 
 def rebuild(bucket: Bucket, tenant: str, run_id: str | None = None, workers: int = 32,
             prefix: str = INDEX_PREFIX, progress: Callable[[int, int], None] | None = None,
-            batch_rows: int = 200_000) -> RebuildReport:
+            batch_rows: int = 200_000, layouts: Iterable[Layout] | None = None,
+            batch_tenants: Iterable[str] | None = None, foreign: Iterable[Layout] = ()) -> RebuildReport:
     """Index every archive object in the bucket by reading it (works on a bucket
-    CleverTap or Braze filled): its key's fields, its payload's ids, its bytes'
-    sha256. Writes this run's files; never touches another run's."""
+    CleverTap or Braze filled): its key's fields (the seeds' layouts, and `layouts`,
+    by default the bucket's), its payload's ids, its bytes' sha256; a batched object,
+    a row per frame, each as the pipeline writes it (the tenant its key names; only
+    `batch_tenants`' when given). A key only `foreign` layouts read (another tenant's
+    template, in a destination tenants share) is that tenant's to index: left alone.
+    Writes this run's files; never touches another run's."""
     started, report, run_id = time.monotonic(), RebuildReport(), run_id or new_run_id()
-    parsed = {}
-    for key, _ in bucket.objects():
-        fields = parse_key(key)
-        if fields is None:
-            report.other_keys += 1
-        else:
+    layouts = bucket.layouts if layouts is None else tuple(layouts)
+    foreign = tuple(layout for layout in foreign if layout not in layouts)
+    prefixes = {layout.template.prefix for layout in foreign}
+    only = None if batch_tenants is None else set(batch_tenants)
+    parsed, batched = {}, {}
+    for key, size in bucket.archive_objects(layouts + foreign):
+        if key.startswith(BATCH_ROOT + "/"):
+            fields = parse_batch_key(key)
+            if fields is None:
+                report.other_keys += 1
+            elif only is None or fields.tenant in only:
+                batched[key] = size
+            continue
+        fields = parse_key(key, layouts)
+        if fields is not None:
             parsed[key] = fields
-    report.objects = len(parsed)
-    batch: list[IndexRow] = []
+        elif key.split("/", 1)[0] in prefixes and parse_key(key, foreign) is not None:
+            continue  # another tenant's
+        else:
+            report.other_keys += 1
+    report.objects, report.batched_objects = len(parsed) + len(batched), len(batched)
+    rows: list[IndexRow] = []
+    done = 0
+
+    def flush(force: bool = False):
+        nonlocal rows
+        if rows and (force or len(rows) >= batch_rows):
+            report.files += len(write_rows(bucket, rows, f"{run_id}-{report.indexed:09d}", prefix))
+            report.indexed += len(rows)
+            rows = []
+
     for key, data in bucket.read_many(list(parsed), workers,
-                                     progress and (lambda done: progress(done, report.objects))):
+                                     progress and (lambda count: progress(count, report.objects))):
+        done += 1
         if isinstance(data, BaseException):
             report.unreadable += 1
             continue
         try:
-            batch.append(index_row(parsed[key], data, tenant))
+            row = index_row(parsed[key], data, tenant)
         except InvalidMessage:
             report.not_archive += 1
             continue
-        if len(batch) >= batch_rows:
-            report.files += len(write_rows(bucket, batch, f"{run_id}-{report.indexed:09d}", prefix))
-            report.indexed += len(batch)
-            batch = []
-    if batch:
-        report.files += len(write_rows(bucket, batch, f"{run_id}-{report.indexed:09d}", prefix))
-        report.indexed += len(batch)
+        rows.append(row)
+        flush()
+    for group in by_size(batched, BATCH_READ_BYTES):
+        for key, data in bucket.read_many(group, min(workers, 8), chunk=len(group)):
+            done += 1
+            if isinstance(data, BaseException):
+                report.unreadable += 1
+            else:
+                rows.extend(batch_rows_of(bucket, key, data, report))
+            if progress:
+                progress(done, report.objects)
+            flush()
+    flush(force=True)
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def batch_rows_of(bucket: Bucket, key: str, data: bytes, report: RebuildReport | None = None) -> list[IndexRow]:
+    """The index row of each frame of a batched object, in order, as the pipeline
+    writes them; a line that is not a message, or an unsound rest of the object (cut
+    short, bytes appended), is counted in `report.not_archive` and has no row."""
+    fields = parse_batch_key(key)
+    compression, profile = batch_compression(fields), bucket.profile_of(fields.tenant)
+    found = []
+    try:
+        for span, line in frames.lines(compression, data):
+            try:
+                found.append(batch_index_row(key, data[span.offset:span.end], span.offset, profile=profile,
+                                             line=line))
+            except InvalidMessage:
+                if report is not None:
+                    report.not_archive += 1
+    except frames.CorruptObject:
+        if report is not None:
+            report.not_archive += 1
+    return found
+
+
+def by_size(sizes: dict[str, int], limit: int) -> list[list[str]]:
+    """Keys in groups of at most `limit` bytes (a larger object is a group of its own)."""
+    groups, current, total = [], [], 0
+    for key, size in sizes.items():
+        if current and total + size > limit:
+            groups.append(current)
+            current, total = [], 0
+        current.append(key)
+        total += size
+    if current:
+        groups.append(current)
+    return groups
 
 
 @dataclass
@@ -187,11 +280,11 @@ class AuditIndex:
 
     def find(self, person: Person | None = None, *, campaign_id: str | None = None, tenant: str | None = None,
              channel: str | None = None, since: str | None = None, until: str | None = None,
-             message_id: str | None = None, key: str | None = None) -> pa.Table:
+             message_id: str | None = None, key: str | None = None, byte_offset: int | None = None) -> pa.Table:
         """Rows matching every given condition (a person matches on any of their
-        digests or ids), one per object key, ordered by sent_at. `since` and
-        `until` are dates (yyyy-mm-dd), both included."""
-        condition = _conditions(person, campaign_id, tenant, channel, since, until, message_id, key)
+        digests or ids), one per object key (per frame of a batched object), ordered by
+        sent_at. `since` and `until` are dates (yyyy-mm-dd), both included."""
+        condition = _conditions(person, campaign_id, tenant, channel, since, until, message_id, key, byte_offset)
         files = [(k, size) for k, size in self.bucket.objects(self.prefix) if k.endswith(".parquet")]
         if not files:
             return SCHEMA.empty_table()
@@ -200,7 +293,8 @@ class AuditIndex:
                                                                  **self._scan)
         else:  # a store far away: every file whole, many at once, filtered here
             table = self._fetched([k for k, _ in files], condition)
-        return latest_per_key(table).sort_by([("sent_at_ms", "ascending"), ("key", "ascending")])
+        return latest_per_key(table).sort_by([("sent_at_ms", "ascending"), ("key", "ascending"),
+                                              ("byte_offset", "ascending")])
 
     def _fetched(self, keys: list[str], condition) -> pa.Table:
         tables = []
@@ -215,12 +309,17 @@ class AuditIndex:
             tables.append(table.filter(condition) if condition is not None else table)
         return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
-    def rows_by_file(self, person: Person) -> dict[str, pa.Table]:
-        """For erasure: each index file holding a row of this person, with its rows."""
+    def rows_by_file(self, person: Person, keys: Iterable[str] = ()) -> dict[str, pa.Table]:
+        """For erasure: each index file holding a row of this person, or a row of one of
+        `keys` (batched objects rewritten: their other frames moved), with those rows."""
         found = {}
+        condition = _conditions(person, None, None, None, None, None, None)
+        keys = sorted(set(keys))
+        if keys:
+            condition = condition | pc.field("key").isin(keys)
         for key in self.files():
             dataset = self.dataset([key])
-            table = dataset.to_table(filter=_conditions(person, None, None, None, None, None, None))
+            table = dataset.to_table(filter=condition)
             if table.num_rows:
                 found[key] = table
         return found
@@ -233,15 +332,21 @@ _SCAN = {"fragment_readahead": 64, "batch_readahead": 4,
 
 
 def latest_per_key(table: pa.Table) -> pa.Table:
+    """One row per key and byte_offset (a batched object's frames share its key), the
+    latest archived (a rebuild's rows have no archived_at: the pipeline's win)."""
     if table.num_rows == 0:
         return table
-    order = table.sort_by([("key", "ascending"), ("archived_at_ms", "descending")])
+    framed = "byte_offset" in table.column_names
+    order = table.sort_by([("key", "ascending")] + ([("byte_offset", "ascending")] if framed else [])
+                          + [("archived_at_ms", "descending")])
     keys = order.column("key").to_pylist()
-    keep = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]]
+    offsets = order.column("byte_offset").to_pylist() if framed else [None] * len(keys)
+    ids = list(zip(keys, offsets))
+    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
     return order.take(pa.array(keep, pa.int64())) if len(keep) != len(keys) else order
 
 
-def _conditions(person, campaign_id, tenant, channel, since, until, message_id, key=None):
+def _conditions(person, campaign_id, tenant, channel, since, until, message_id, key=None, byte_offset=None):
     clauses = []
     if person:
         either = []
@@ -254,7 +359,7 @@ def _conditions(person, campaign_id, tenant, channel, since, until, message_id, 
             clause = clause | other
         clauses.append(clause)
     for column, value in (("campaign_id", campaign_id), ("tenant", tenant), ("channel", channel),
-                          ("message_id", message_id), ("key", key)):
+                          ("message_id", message_id), ("key", key), ("byte_offset", byte_offset)):
         if value is not None:
             clauses.append(pc.field(column) == value)
     if since:

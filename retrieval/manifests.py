@@ -1,7 +1,8 @@
 """The manifests' hash chain of a destination, read back, checked, and tombstoned on erasure.
 
     Bucket.objects(archive_manifests/tenant=T/) ── read_many ──> audit.check_chain ──> ChainReport
-    erase: each manifest naming an erased key ── audit.tombstoned ──> Bucket.replace (chain hash unchanged)
+    erase: each manifest naming an erased key, or an erased (key, sha256) frame of a batched object
+           ── audit.tombstoned ──> Bucket.replace (chain hash unchanged)
 
 The pipeline writes the manifests (transforms.index); archive.audit holds the
 format and the rules. A bucket without manifests (one CleverTap or Braze
@@ -38,17 +39,24 @@ def check(bucket: Bucket, tenant: str, keys: list[str]) -> audit.ChainReport:
     return report
 
 
-def tombstone(bucket: Bucket, erased: set[str], erasure: str, prefix: str = audit.MANIFEST_PREFIX) -> tuple[int, list]:
-    """Replace the erased keys' entries in every manifest with tombstones. Returns
-    (manifests rewritten, [(manifest key, why it was left)] for those the store kept)."""
-    if not erased:
+def tombstone(bucket: Bucket, erased: set[str], erasure: str, prefix: str = audit.MANIFEST_PREFIX,
+              erased_entries: set[tuple[str, str]] = frozenset()) -> tuple[int, list]:
+    """Replace the erased keys' entries (every entry of such a key) and the erased
+    (key, sha256) entries (frames of batched objects, whose other frames keep theirs)
+    in every manifest with tombstones. Returns (manifests rewritten, [(manifest key, why
+    it was left)] for those the store kept)."""
+    if not erased and not erased_entries:
         return 0, []
+    named = {k.encode() for k in erased} | {k.encode() for k, _ in erased_entries}
     rewritten, left = 0, []
     for keys in tenants_with_manifests(bucket, prefix).values():
         for key, data in bucket.read_many(keys):
-            if isinstance(data, BaseException) or not any(k.encode() in data for k in erased):
+            if isinstance(data, BaseException) or not any(k in data for k in named):
                 continue
-            lock = bucket.replace(key, audit.tombstoned(data, erased, erasure))
+            replaced = audit.tombstoned(data, erased, erasure, erased_entries)
+            if replaced == data:
+                continue
+            lock = bucket.replace(key, replaced)
             if lock:
                 left.append((key, lock))
             else:

@@ -3,8 +3,10 @@
     --deliveries FILE | FOLDER | GLOB   (the stream's --deliveries folder sink: JSON Lines delivery records)
     --deliveries kafka://TOPIC          (the stream's Kafka delivery topic, read from its start to its end;
                                          each record's headers name its message id and archive url)
-         ──> Delivery(message_id, tenant, archive_url, archive_sha256)
-         ──> the object under that url: read back, sha256 compared with the delivery's (or the index's)
+         ──> Delivery(message_id, tenant, archive_url, archive_sha256[, byte_offset, bytes])
+         ──> the object under that url: read back, sha256 compared with the delivery's (or the index's);
+             a batched object's: the frame its outcome names (archive_byte_offset, archive_bytes; else
+             the index's row of that message in that object), read alone with a byte-range GET
          ──> counts: delivered, archived and intact, delivered without an archive, missing, changed, not indexed
 
 The gate releases only ARCHIVED messages, so any finding here means something
@@ -20,7 +22,9 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from archive.audit import ROOT, parse_key
+from typing import Iterable
+
+from archive.audit import BATCH_ROOT, ROOT, Layout, parse_batch_key, parse_key
 
 
 class DeliveriesError(ValueError):
@@ -34,14 +38,35 @@ class Delivery:
     archive_url: str | None
     archive_sha256: str | None
     where: str
+    byte_offset: int | None = None   # a batched object: where the message's frame starts
+    length: int | None = None        # ... and its bytes
 
 
-def archive_key(url: str | None) -> str | None:
-    """The archive key inside a delivery's archive_url (whatever the destination's prefix)."""
-    if not url or f"/{ROOT}/" not in url:
+def archive_key(url: str | None, layouts: Iterable[Layout] = (), roots: Iterable[str] = ()) -> str | None:
+    """The archive key inside a delivery's archive_url: what follows one of `roots` (the
+    destinations' own URLs), else what follows an archive prefix (sent_messages/,
+    sent_batches/, a key template's) wherever it stands. None when that is no key of
+    the seeds' layouts, of `layouts`, or of a batched object."""
+    if not url:
         return None
-    key = ROOT + "/" + url.split(f"/{ROOT}/", 1)[1]
-    return key if parse_key(key) is not None else None
+    layouts = tuple(layouts)
+
+    def archive(key: str) -> bool:
+        return parse_key(key, layouts) is not None or parse_batch_key(key) is not None
+
+    for root in roots:
+        root = root.rstrip("/") + "/"
+        if url.startswith(root) and archive(url[len(root):]):
+            return url[len(root):]
+    prefixes = [ROOT, BATCH_ROOT] + [layout.template.prefix for layout in layouts]
+    for prefix in prefixes:
+        marker, start = f"/{prefix}/", 0
+        while (found := url.find(marker, start)) != -1:
+            key = url[found + 1:]
+            if archive(key):
+                return key
+            start = found + 1
+    return None
 
 
 def from_files(pattern: str) -> Iterator[Delivery]:
@@ -62,7 +87,9 @@ def from_files(pattern: str) -> Iterator[Delivery]:
                 if not isinstance(record, dict):
                     record = {}
                 yield Delivery(_text(record.get("message_id")), _text(record.get("tenant")),
-                               _text(record.get("archive_url")), _text(record.get("archive_sha256")), where)
+                               _text(record.get("archive_url")), _text(record.get("archive_sha256")), where,
+                               _count(record, "archive_byte_offset", "byte_offset"),
+                               _count(record, "archive_bytes", "bytes"))
 
 
 def from_kafka(topic: str, bootstrap_servers: str, timeout: float = 30.0) -> Iterator[Delivery]:
@@ -91,8 +118,9 @@ def from_kafka(topic: str, bootstrap_servers: str, timeout: float = 30.0) -> Ite
             partition, offset = record.partition(), record.offset()
             headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (record.headers() or [])}
             if partition in left:
-                yield Delivery(headers.get("message_id"), None, headers.get("archive_url"), None,
-                               f"{topic}/{partition}@{offset}")
+                yield Delivery(headers.get("message_id"), None, headers.get("archive_url"),
+                               headers.get("archive_sha256"), f"{topic}/{partition}@{offset}",
+                               _count(headers, "archive_byte_offset"), _count(headers, "archive_bytes"))
                 if offset + 1 >= left[partition]:
                     del left[partition]
     finally:
@@ -101,3 +129,14 @@ def from_kafka(topic: str, bootstrap_servers: str, timeout: float = 30.0) -> Ite
 
 def _text(value) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _count(record, *names) -> int | None:
+    """A non-negative whole number under the first of `names` present (a header's text too)."""
+    for name in names:
+        value = record.get(name)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if type(value) is int and value >= 0:
+            return value
+    return None

@@ -4,9 +4,15 @@
                                 each with its object's verification (re-read, sha256 compared)
             ── GET /message     one message: its index row, its verification, its content:
                                 email ── <iframe sandbox src=/message/body> (strict CSP: no script, nothing remote)
+                                         (an archived .eml: parsed back with the email package, its HTML part
+                                         served the same way, its headers and text shown as text)
                                 push, SMS, WhatsApp ── formatted JSON
-            ── GET /download    the object's original bytes
-            ── GET /eml         an email as RFC 5322 (archive.eml)
+            ── GET /download    the object's original bytes (a batched message: its frame)
+            ── GET /eml         an email as RFC 5322 (archive.eml; an archived .eml as it is)
+
+A message is named by its key, and for a frame of a batched object also by
+its offset (?key=sent_batches/...&offset=N): that frame alone is read, with a
+byte-range GET (retrieval.content).
 
 Starlette, rendered on the server with Jinja2 (autoescaped: every value from
 the archive is text, never markup), no build step and no script of its own.
@@ -14,8 +20,9 @@ Every response forbids scripts and remote resources (Content-Security-Policy
 `default-src 'none'`); an email's HTML is served on its own URL with
 `sandbox` in its policy and shown in an iframe with an empty `sandbox`
 attribute, so it cannot run script, submit forms or reach the page around it.
-Only archive keys (archive.audit.parse_key) are ever read: no path of the
-bucket outside sent_messages/ can be asked for.
+Only archive keys are ever read (archive.audit.parse_key with the bucket's
+key templates, or a batched object's key with the offset of one of its
+indexed frames): no other path of the bucket can be asked for.
 
 Access: on a loopback address without credentials; on any other address only
 with a token (Authorization: Bearer, or ?token= once, kept in an HttpOnly
@@ -25,7 +32,6 @@ cookie) or basic-auth credentials, which the command refuses to start without.
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import hashlib
 import ipaddress
 import json
@@ -39,11 +45,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from archive.audit import parse_key, person_digests, read_payload
+from archive.audit import parse_batch_key, parse_key, person_digests
 from archive.envelope import InvalidMessage
+from retrieval import content
 from retrieval.bucket import Bucket
 from archive.eml import eml
-from retrieval.index import AuditIndex
+from retrieval.index import AuditIndex, iso_day, when
 
 PAGE_SIZE = 50
 _PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; "
@@ -120,9 +127,9 @@ border:1px solid #dde1e7}dt{color:#5a6375}dd{margin:0;font-family:ui-monospace,m
 {% if rows %}<table id="results"><tr><th>sent at (UTC)</th><th>channel</th><th>message id</th>
 <th>campaign / step</th><th>bytes</th><th>verified</th><th>key</th></tr>
 {% for row in rows %}<tr><td>{{ row.sent }}</td><td>{{ row.channel }}</td>
-<td><a href="/message?key={{ row.key|urlencode }}">{{ row.message_id }}</a></td>
+<td><a href="/message?{{ row.query }}">{{ row.message_id }}</a></td>
 <td>{{ row.group }}</td><td>{{ row.bytes }}</td>
-<td class="{{ 'ok' if row.status == 'ok' else 'bad' }}">{{ row.status }}</td><td class="key">{{ row.key }}</td></tr>
+<td class="{{ 'ok' if row.status == 'ok' else 'bad' }}">{{ row.status }}</td><td class="key">{{ row.ref }}</td></tr>
 {% endfor %}</table>{% endif %}
 <nav class="pages">{% if prev_url %}<a href="{{ prev_url }}">← previous</a>{% endif %}
 {% if next_url %}<a href="{{ next_url }}">next →</a>{% endif %}</nav>
@@ -130,17 +137,19 @@ border:1px solid #dde1e7}dt{color:#5a6375}dd{margin:0;font-family:ui-monospace,m
     "message.html": """{% extends "base.html" %}{% block main %}
 <h2>{{ row.channel }} message {{ row.message_id }}</h2>
 <dl><dt>verified</dt><dd class="{{ 'ok' if status == 'ok' else 'bad' }}" id="status">{{ status }}</dd>
-<dt>key</dt><dd>{{ row.key }}</dd><dt>sha256 (index)</dt><dd>{{ row.sha256 }}</dd>
+<dt>key</dt><dd>{{ row.key }}</dd>{% if row.byte_offset is not none %}<dt>frame</dt>
+<dd id="frame">bytes {{ row.byte_offset }} to {{ row.byte_offset + row.bytes }} of the batched object</dd>{% endif %}
+<dt>sha256 (index)</dt><dd>{{ row.sha256 }}</dd>
 <dt>sha256 (now)</dt><dd>{{ actual or '—' }}</dd><dt>sent at (UTC)</dt><dd>{{ sent }}</dd>
 <dt>profile</dt><dd>{{ row.profile }}</dd><dt>campaign</dt><dd>{{ row.campaign_id or row.canvas_step_id or '—' }}</dd>
 <dt>bytes</dt><dd>{{ row.bytes }} ({{ row.compression }})</dd></dl>
-<p><a href="/download?key={{ row.key|urlencode }}" id="download">download the original object</a>
-{% if is_email %} · <a href="/eml?key={{ row.key|urlencode }}" id="eml">download as .eml</a>{% endif %}</p>
+<p><a href="/download?{{ row.query }}" id="download">download the original {{ 'frame' if row.byte_offset is not none else 'object' }}</a>
+{% if can_eml %} · <a href="/eml?{{ row.query }}" id="eml">download as .eml</a>{% endif %}</p>
 {% if is_email %}<h3>{{ subject }}</h3>
 <p class="muted">From {{ sender }} to {{ to }}</p>
-<iframe id="body" sandbox="" referrerpolicy="no-referrer" src="/message/body?key={{ row.key|urlencode }}"
+<iframe id="body" sandbox="" referrerpolicy="no-referrer" src="/message/body?{{ row.query }}"
 title="the email as sent"></iframe>{% endif %}
-<h3>Archived JSON</h3><pre id="payload">{{ payload }}</pre>
+<h3>{{ payload_title }}</h3><pre id="payload">{{ payload }}</pre>
 {% endblock %}""",
 }))
 
@@ -178,8 +187,8 @@ def create_app(targets: list[tuple[str, Bucket]], token: str | None = None,
         start = (page_number - 1) * PAGE_SIZE
         shown = found[start:start + PAGE_SIZE]
         statuses = _verify([(bucket, row) for bucket, row in shown])
-        rows = [dict(row, sent=_when(row["sent_at_ms"]), group=row["campaign_id"] or row["canvas_step_id"] or "",
-                     status=statuses[row["key"]]) for _, row in shown]
+        rows = [dict(row, sent=when(row["sent_at_ms"]), group=row["campaign_id"] or row["canvas_step_id"] or "",
+                     status=statuses[content.ref(row)], ref=content.ref(row), query=_query(row)) for _, row in shown]
         link = lambda n: "/?" + urllib.parse.urlencode({**{k: v for k, v in query.items() if v}, "page": n})  # noqa
         values.update(searched=True, rows=rows, count=len(found), first=start + 1, last=start + len(shown),
                       prev_url=link(page_number - 1) if page_number > 1 else None,
@@ -187,11 +196,21 @@ def create_app(targets: list[tuple[str, Bucket]], token: str | None = None,
         return page("search.html", **values)
 
     def located(request: Request) -> tuple[Bucket, dict] | None:
+        """The index row the request names: an archive key (a template's, read with the
+        bucket's layouts), or a batched object's key and the offset of one of its frames."""
         key = request.query_params.get("key") or ""
-        if parse_key(key) is None:
-            return None
+        offset_text = request.query_params.get("offset")
         for _, bucket in targets:
-            rows = AuditIndex(bucket).find(key=key).to_pylist()
+            if parse_batch_key(key) is not None:
+                if offset_text is None or not offset_text.isascii() or not offset_text.isdigit() \
+                        or len(offset_text) > 15:
+                    return None
+                rows = AuditIndex(bucket).find(key=key, byte_offset=int(offset_text)).to_pylist()
+            elif offset_text is None and parse_key(key, bucket.layouts) is not None:
+                rows = AuditIndex(bucket).find(key=key).to_pylist()
+            else:
+                continue
+            rows = [row for row in rows if row.get("byte_offset") == (None if offset_text is None else int(offset_text))]
             if rows:
                 return bucket, rows[-1]
         return None
@@ -204,47 +223,62 @@ def create_app(targets: list[tuple[str, Bucket]], token: str | None = None,
         if found is None:
             return not_found()
         bucket, row = found
+        row = dict(row, query=_query(row))
+        values = dict(row=row, sent=when(row["sent_at_ms"]), title=row["message_id"], subject="", sender="",
+                      to="", is_email=False, can_eml=row["channel"] == "email", payload_title="Archived JSON")
         try:
-            data = bucket.read(row["key"])
+            data = content.read_row(bucket, row)
         except FileNotFoundError:
-            return page("message.html", row=row, status="missing", actual=None, sent=_when(row["sent_at_ms"]),
-                        is_email=False, payload="(the object is not in the store)", subject="", sender="", to="",
-                        title=row["message_id"])
+            return page("message.html", status="missing", actual=None, payload="(the object is not in the store)",
+                        **values)
         actual = hashlib.sha256(data).hexdigest()
+        status = content.status(row, data)
         try:
-            payload = read_payload(data, row["compression"])
+            shown = content.read_content(row, data)
         except InvalidMessage as exc:
-            payload = {"unreadable": str(exc)}
-        is_email = row["channel"] == "email" and isinstance(payload.get("html_body"), str)
-        return page("message.html", row=row, status="ok" if actual == row["sha256"] else "changed", actual=actual,
-                    sent=_when(row["sent_at_ms"]), is_email=is_email,
-                    payload=json.dumps(payload, indent=2, ensure_ascii=False), title=row["message_id"],
-                    subject=_text(payload.get("subject")), sender=_text(payload.get("from_address")),
-                    to=_text(payload.get("to")))
+            values["can_eml"] = False
+            return page("message.html", status=status, actual=actual,
+                        payload=json.dumps({"unreadable": str(exc)}, indent=2), **values)
+        if shown.format == "eml":
+            view = content.eml_view(shown.eml)
+            values.update(is_email=bool(view["html"]), subject=view["subject"], sender=view["from"], to=view["to"],
+                          payload_title="Archived email (RFC 5322, as stored)")
+            return page("message.html", status=status, actual=actual,
+                        payload=shown.eml.decode("utf-8", "replace"), **values)
+        payload = shown.payload
+        values.update(is_email=row["channel"] == "email" and isinstance(payload.get("html_body"), str),
+                      subject=_text(payload.get("subject")), sender=_text(payload.get("from_address")),
+                      to=_text(payload.get("to")))
+        return page("message.html", status=status, actual=actual,
+                    payload=json.dumps(payload, indent=2, ensure_ascii=False), **values)
 
     def stored(request: Request, email_only: bool = False) -> tuple[dict, bytes] | None:
-        """(index row, bytes) of the archived object the request names, or None."""
+        """(index row, bytes) of the archived object (or frame) the request names, or None."""
         found = located(request)
         if found is None or (email_only and found[1]["channel"] != "email"):
             return None
         bucket, row = found
         try:
-            return row, bucket.read(row["key"])
+            return row, content.read_row(bucket, row)
         except FileNotFoundError:
             return None
 
-    def stored_payload(request: Request, email_only: bool = False) -> tuple[dict, dict] | None:
+    def stored_content(request: Request, email_only: bool = False) -> tuple[dict, content.Content] | None:
         found = stored(request, email_only)
         try:
-            return None if found is None else (found[0], read_payload(found[1], found[0]["compression"]))
+            return None if found is None else (found[0], content.read_content(*found))
         except InvalidMessage:
             return None
 
     async def body(request: Request) -> Response:
-        found = stored_payload(request)
+        found = stored_content(request)
         if found is None:
             return not_found()
-        html = found[1].get("html_body")
+        row, shown = found
+        if shown.format == "eml":
+            html = content.eml_view(shown.eml)["html"]
+        else:
+            html = shown.payload.get("html_body")
         return HTMLResponse(html if isinstance(html, str) else "",
                             headers={**_COMMON_HEADERS, "Content-Security-Policy": _BODY_POLICY})
 
@@ -253,15 +287,20 @@ def create_app(targets: list[tuple[str, Bucket]], token: str | None = None,
         if found is None:
             return not_found()
         row, data = found
+        name = row["key"].rsplit("/", 1)[-1]
+        if content.is_frame(row):  # 221100-s0000-p0000.jsonl.lz4 -> 221100-s0000-p0000-at-2329.jsonl.lz4
+            stem, dot, rest = name.partition(".")
+            name = f"{stem}-at-{row['byte_offset']}{dot}{rest}"
         return Response(data, media_type="application/octet-stream", headers={
-            **_COMMON_HEADERS, "Content-Disposition": _attachment(row["key"].rsplit("/", 1)[-1])})
+            **_COMMON_HEADERS, "Content-Disposition": _attachment(name)})
 
     async def as_eml(request: Request) -> Response:
-        found = stored_payload(request, email_only=True)
+        found = stored_content(request, email_only=True)
         if found is None:
             return not_found()
-        row, payload = found
-        return Response(eml(payload, row["profile"], row["key"], row["sha256"]), media_type="message/rfc822",
+        row, shown = found
+        data = shown.eml if shown.format == "eml" else eml(shown.payload, row["profile"], row["key"], row["sha256"])
+        return Response(data, media_type="message/rfc822",
                         headers={**_COMMON_HEADERS, "Content-Disposition": _attachment(f"{row['message_id']}.eml")})
 
     app = Starlette(routes=[Route("/", search), Route("/message", message), Route("/message/body", body),
@@ -307,17 +346,31 @@ class _Guard:
 
 
 def _verify(pairs: list[tuple[Bucket, dict]]) -> dict[str, str]:
+    """Each row's status (by content.ref): its object re-read, or its frame alone."""
     statuses = {}
     for bucket in {id(b): b for b, _ in pairs}.values():
-        expected = {row["key"]: row["sha256"] for b, row in pairs if b is bucket}
-        for key, data in bucket.read_many(expected, workers=16):
+        mine = [row for b, row in pairs if b is bucket]
+        expected = {row["key"]: row for row in mine if not content.is_frame(row)}
+        framed = {(row["key"], row["byte_offset"], row["bytes"]): row for row in mine if content.is_frame(row)}
+        results = list(bucket.read_many(expected, workers=16)) + [
+            (framed[item], data) for item, data in bucket.read_ranges(framed, workers=16)]
+        for named, data in results:
+            row = expected[named] if isinstance(named, str) else named
             if isinstance(data, FileNotFoundError):
-                statuses[key] = "missing"
+                statuses[content.ref(row)] = "missing"
             elif isinstance(data, BaseException):
-                statuses[key] = "unreadable"
+                statuses[content.ref(row)] = "unreadable"
             else:
-                statuses[key] = "ok" if hashlib.sha256(data).hexdigest() == expected[key] else "changed"
+                statuses[content.ref(row)] = content.status(row, data)
     return statuses
+
+
+def _query(row: dict) -> str:
+    """The query string that names a row's message: its key, and a frame's offset."""
+    named = {"key": row["key"]}
+    if row.get("byte_offset") is not None:
+        named["offset"] = str(row["byte_offset"])
+    return urllib.parse.urlencode(named)
 
 
 def _page_number(text: str | None) -> int:
@@ -328,18 +381,7 @@ def _page_number(text: str | None) -> int:
 
 
 def _date(text: str) -> str | None:
-    if not text:
-        return None
-    try:
-        return _dt.date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise ValueError("dates are yyyy-mm-dd") from None
-
-
-def _when(millis: int | None) -> str:
-    if millis is None:
-        return "?"
-    return _dt.datetime.fromtimestamp(millis / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return iso_day(text) if text else None
 
 
 def _text(value: Any) -> str:

@@ -21,7 +21,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from contextlib import contextmanager
 
 import pytest
@@ -88,6 +87,24 @@ def archive(tmp_path_factory):
     assert run.main(["--input", str(inputs), "--destination", destination, "--outcomes", str(work / "out"),
                      "--default_region", "US", "--summary", "false"]) == 0
     return destination, sms
+
+
+@pytest.fixture(scope="module")
+def eml_archive(tmp_path_factory):
+    """The same hostile email archived as an RFC 5322 .eml (`--email_format eml`), not as JSON."""
+    work = tmp_path_factory.mktemp("web-eml")
+    records = [json.loads(s.data) for s in samples(12, "clevertap", seed=3, bad_ratio=0.0)]
+    for index, record in enumerate(records):
+        record.pop("dispatch_id", None)
+        record["message_id"] = f"eml-{index}"
+    emails = [r for r in records if r["channel"].lower() == "email"]
+    emails[0].update(to=PERSON, html_body=HOSTILE_HTML, subject=HOSTILE_SUBJECT, message_id="hostile-eml-1")
+    inputs = work / "in.jsonl"
+    inputs.write_text("".join(json.dumps(r) + "\n" for r in records))
+    destination = str(work / "archive")
+    assert run.main(["--input", str(inputs), "--destination", destination, "--outcomes", str(work / "out"),
+                     "--default_region", "US", "--summary", "false", "--email_format", "eml"]) == 0
+    return destination
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +234,41 @@ def test_search_open_an_email_whose_script_never_runs_and_download_it(archive, b
     if os.environ.get("WEB_SCREENSHOTS"):  # python -m tests.test_web: refresh docs/screenshots
         for shot in shots.iterdir():
             shutil.copy(shot, os.path.join(os.environ["WEB_SCREENSHOTS"], shot.name))
+
+
+def test_an_archived_eml_is_shown_as_an_email_whose_script_never_runs(eml_archive, browser, tmp_path):
+    import email
+    import email.policy
+
+    from archive import encoding
+
+    bucket = Bucket(eml_archive)
+    (key,) = [k for k, _ in bucket.objects() if k.endswith("/hostile-eml-1.eml.lz4")]
+    stored = encoding.get_codec("lz4").decompress(bucket.read(key))
+    with serving(web.create_app([("default", bucket)])) as url, guarded_page(browser) as (page, attempts, console):
+        page.goto(url + "/?" + urllib.parse.urlencode({"email": PERSON}))
+        page.wait_for_selector("#results")
+        assert page.inner_text("#count").startswith("1 message(s)")
+        assert page.locator("#results td.ok").count() == 1
+        page.click("text=hostile-eml-1")
+        page.wait_for_selector("#body")
+        frame = page.frame_locator("#body")
+        assert frame.locator("#hello").inner_text() == "Hello & welcome"  # the .eml's HTML part, rendered...
+        time.sleep(1.0)  # ...and given every chance to run its script and load its resources
+        assert MARK not in page.title() and all(MARK not in f.title() for f in page.frames if f != page.main_frame)
+        assert attempts == [] and not [line for line in console if MARK in line]
+        assert page.locator("#status").inner_text() == "ok"
+        assert page.inner_text("h3") == HOSTILE_SUBJECT  # parsed back from the .eml, shown as text
+        assert page.locator("h3 b").count() == 0 and page.locator("script").count() == 0
+        source = page.inner_text("#payload")  # the .eml as stored, as text: its HTML is not rendered here
+        assert "X-Archive-Profile: clevertap" in source and "<script>" in source
+        with page.expect_download() as download:
+            page.click("#eml")
+        saved = tmp_path / "message.eml"
+        download.value.save_as(saved)
+        assert saved.read_bytes() == stored  # the archived .eml, as it is
+        parsed = email.message_from_bytes(saved.read_bytes(), policy=email.policy.default)
+        assert parsed["Subject"] == HOSTILE_SUBJECT and parsed["To"].lower() == PERSON
 
 
 def test_a_changed_object_shows_as_changed_and_paging_walks_every_result(archive, browser):
