@@ -62,7 +62,10 @@ def eml(payload: Mapping[str, Any], profile: str, key: str | None = None, sha256
                         ("X-Archive-Sent-At", payload.get("sent_at")),
                         ("X-Archive-Campaign-Id", payload.get("campaign_id")),
                         ("X-Archive-Canvas-Id", payload.get("canvas_id")),
-                        ("X-Archive-User-Id", payload.get("user_id"))):
+                        ("X-Archive-Canvas-Step-Id", payload.get("canvas_step_id")),
+                        ("X-Archive-Journey-Id", payload.get("journey_id")),
+                        ("X-Archive-User-Id", payload.get("user_id")),
+                        ("X-Archive-External-Id", payload.get("external_id"))):
         if value is not None:
             message[name] = _one_line(value)
     headers = payload.get("headers")
@@ -105,15 +108,18 @@ def eml(payload: Mapping[str, Any], profile: str, key: str | None = None, sha256
 
 def eml_fields(data: bytes) -> dict[str, Any]:
     """What an archived .eml says of its message in the archive's own headers:
-    sent_at (as the payload had it), campaign_id, canvas_id and user_id, for the index.
+    sent_at (as the payload had it) and the ids the audit index keeps (campaign, canvas,
+    canvas step, journey, user, external id), so a rebuild from .eml alone is the pipeline's row.
     ValueError when it is not one of ours."""
     message = email.message_from_bytes(data, policy=email.policy.default)
     profile = message.get("X-Archive-Profile")
     if profile not in ("clevertap", "braze"):
         raise ValueError("not an archived email: no X-Archive-Profile header")
     fields: dict[str, Any] = {}
-    for header, name in (("X-Archive-Sent-At", "sent_at"), ("X-Archive-Campaign-Id", "campaign_id"), ("X-Archive-Canvas-Id", "canvas_id"),
-                         ("X-Archive-User-Id", "user_id")):
+    for header, name in (("X-Archive-Sent-At", "sent_at"), ("X-Archive-Campaign-Id", "campaign_id"),
+                         ("X-Archive-Canvas-Id", "canvas_id"), ("X-Archive-Canvas-Step-Id", "canvas_step_id"),
+                         ("X-Archive-Journey-Id", "journey_id"), ("X-Archive-User-Id", "user_id"),
+                         ("X-Archive-External-Id", "external_id")):
         if message.get(header) is not None:
             fields[name] = str(message.get(header))
     if "sent_at" in fields:

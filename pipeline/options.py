@@ -13,8 +13,6 @@ import json
 import math
 import os
 import re
-import secrets
-import time
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
@@ -26,6 +24,7 @@ from archive.retry import RetryPolicy
 from archive import direct, tenants
 from archive.store import StoreSpec
 from archive.batches import BatchLimits
+from archive.runs import new_run_id  # noqa: F401  (re-exported: the pipeline's modules name runs through options)
 from archive.keys import KeyTemplate, TemplateError
 from archive.tenants import Destination, TenantDirectory, check_transport, check_url, redact_url
 
@@ -396,12 +395,6 @@ class FlinkJobOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         for name, kind, text in _FLINK_OPTIONS:
             parser.add_argument(f"--{name}", type=kind, default=None, help=f"Flink runner: {text}")
-
-
-def new_run_id(now: float | None = None, suffix: str | None = None) -> str:
-    """UTC time and a random suffix: sortable, and two runs started in one second differ."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{suffix if suffix is not None else secrets.token_hex(3)}"
 
 
 def check_run_id(run_id: str) -> str:

@@ -45,6 +45,10 @@ def delivery_record(released: Released) -> dict:
     if outcome is not None and outcome.url:
         record["archive_url"] = outcome.url
         record["archive_sha256"] = outcome.sha256
+        if outcome.byte_offset is not None:  # cost mode: the message's frame in its batch object
+            record["archive_byte_offset"], record["archive_bytes"] = outcome.byte_offset, outcome.bytes
+        if outcome.eml_url:
+            record["archive_eml_url"] = outcome.eml_url
     if message.attributes:
         record["attributes"] = message.attributes
     embedded = faithful_json(message.data)
@@ -112,8 +116,12 @@ def _delivery_message(released: Released) -> tuple[bytes, bytes, list]:
     headers = [("message_id", _utf8(message.message_id or "", _ATTRIBUTE_BYTES)),
                ("archive_status", _utf8(released.outcome.status if released.outcome else "NONE")),
                ("reason", _utf8(released.decision.reason, _HEADER_BYTES))]
-    if released.outcome is not None and released.outcome.url:
-        headers.append(("archive_url", _utf8(released.outcome.url, _ATTRIBUTE_BYTES)))
+    outcome = released.outcome
+    if outcome is not None and outcome.url:
+        headers.append(("archive_url", _utf8(outcome.url, _ATTRIBUTE_BYTES)))
+        if outcome.byte_offset is not None:  # cost mode: the message's frame in its batch object
+            headers += [("archive_byte_offset", str(outcome.byte_offset).encode()),
+                        ("archive_bytes", str(outcome.bytes).encode())]
     return _utf8(message.message_id or message.key), message.data, headers
 
 

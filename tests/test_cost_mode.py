@@ -318,3 +318,6 @@ def test_a_batched_stream_delivers_each_message_only_once_its_batch_object_is_du
         assert hashlib.sha256(frame).hexdigest() == outcome["sha256"]
         assert json.loads(frames.read_frame("lz4", frame))["message_id"] == message_id
         assert json.loads(message.value())["message_id"] == message_id
+        headers = dict(message.headers())  # delivery can find the frame from the record alone
+        assert (int(headers["archive_byte_offset"]), int(headers["archive_bytes"])) == (
+            outcome["byte_offset"], outcome["bytes"])
