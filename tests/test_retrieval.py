@@ -53,14 +53,18 @@ def cli_json(*argv) -> tuple[int, dict]:
 class Archive:
     """One destination the pipeline filled with one profile's sample."""
 
-    def __init__(self, url: str, options: dict, profile: str, work, records: list[dict]):
+    def __init__(self, url: str, options: dict, profile: str, work, records: list[dict],
+                 pipeline_flags: list[str] = (), read_flags: list[str] = ()):
+        """`pipeline_flags`: the archive's shape (tests/test_retrieval_layouts.py); `read_flags`:
+        what retrieval needs besides the destination to read it."""
         self.url, self.options, self.profile, self.records = url, options, profile, records
-        self.flags = ["--destination", url, "--storage_options", json.dumps(options)]
+        destination = ["--destination", url, "--storage_options", json.dumps(options)]
+        self.flags = destination + list(read_flags)
         outcomes = work / f"outcomes-{uuid.uuid4().hex[:6]}"
         inputs = work / f"in-{profile}-{uuid.uuid4().hex[:6]}.jsonl"
         inputs.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in records))
-        status = run.main(["--input", str(inputs), "--profile", profile, *self.flags, "--outcomes", str(outcomes),
-                           "--default_region", "US", "--summary", "false",
+        status = run.main(["--input", str(inputs), "--profile", profile, *destination, "--outcomes", str(outcomes),
+                           "--default_region", "US", "--summary", "false", *pipeline_flags,
                            "--dead_letters", str(work / f"dead-{uuid.uuid4().hex[:6]}")])
         assert status == 0
         self.outcomes = [json.loads(line) for name in sorted(os.listdir(outcomes))

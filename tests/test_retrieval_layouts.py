@@ -37,6 +37,7 @@ from pipeline import run
 from retrieval import web
 from retrieval.bucket import Bucket
 from retrieval.index import AuditIndex, rebuild
+from tests import test_retrieval as retrieval_tests
 from tests.test_retrieval import cli, cli_json, message_id_of, sample_records
 from tests.test_web import serving
 
@@ -65,26 +66,14 @@ def layout_records(profile: str, layout: str, count: int) -> list[dict]:
     return records
 
 
-class Archive:
+class Archive(retrieval_tests.Archive):
     """One destination the pipeline filled in one layout, with the retrieval flags that read it."""
 
     def __init__(self, url: str, options: dict, profile: str, layout: str, work, records: list[dict],
                  extra: list[str] = ()):
-        self.url, self.options, self.profile, self.layout, self.records = url, options, profile, layout, records
-        destination = ["--destination", url, "--storage_options", json.dumps(options)]
-        self.flags = destination + (["--key_template", TEMPLATE, "--profile", profile]
-                                    if layout == "template" else [])
-        outcomes = work / f"outcomes-{uuid.uuid4().hex[:6]}"
-        inputs = work / f"in-{uuid.uuid4().hex[:6]}.jsonl"
-        inputs.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in records))
-        status = run.main(["--input", str(inputs), "--profile", profile, *destination, "--outcomes", str(outcomes),
-                           "--default_region", "US", "--summary", "false", *layout_flags(layout), *extra,
-                           "--dead_letters", str(work / f"dead-{uuid.uuid4().hex[:6]}")])
-        assert status == 0
-        self.outcomes = [json.loads(line) for name in sorted(os.listdir(outcomes))
-                         for line in open(outcomes / name)]
-        assert {o["status"] for o in self.outcomes} == {"ARCHIVED"}
-        self.by_id = {o["message_id"]: o for o in self.outcomes}
+        self.layout = layout
+        super().__init__(url, options, profile, work, records, [*layout_flags(layout), *extra],
+                         ["--key_template", TEMPLATE, "--profile", profile] if layout == "template" else [])
 
     def bucket(self) -> Bucket:
         layouts = (audit.Layout(KeyTemplate(TEMPLATE), self.profile),) if self.layout == "template" else ()

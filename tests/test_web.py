@@ -69,42 +69,41 @@ def serving(app):
         thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    work = tmp_path_factory.mktemp("web")
-    records = [json.loads(s.data) for s in samples(60, "clevertap", seed=3, bad_ratio=0.0)]
+def _sample_records(count: int, prefix: str, hostile_id: str) -> list[dict]:
+    """The sample's messages with our ids, the first email to PERSON with hostile HTML and subject."""
+    records = [json.loads(s.data) for s in samples(count, "clevertap", seed=3, bad_ratio=0.0)]
     for index, record in enumerate(records):
         record.pop("dispatch_id", None)
-        record["message_id"] = f"web-{index}"
+        record["message_id"] = f"{prefix}-{index}"
     emails = [r for r in records if r["channel"].lower() == "email"]
-    emails[0].update(to=PERSON, html_body=HOSTILE_HTML, subject=HOSTILE_SUBJECT, message_id="hostile-1")
-    emails[1].update(to=PERSON, message_id="plain-2")
-    sms = next(r for r in records if r["channel"].lower() == "sms")
-    sms["message_id"] = "sms-3"
+    emails[0].update(to=PERSON, html_body=HOSTILE_HTML, subject=HOSTILE_SUBJECT, message_id=hostile_id)
+    return records
+
+
+def _archived(work, records: list[dict], *flags) -> str:
     inputs = work / "in.jsonl"
     inputs.write_text("".join(json.dumps(r) + "\n" for r in records))
     destination = str(work / "archive")
     assert run.main(["--input", str(inputs), "--destination", destination, "--outcomes", str(work / "out"),
-                     "--default_region", "US", "--summary", "false"]) == 0
-    return destination, sms
+                     "--default_region", "US", "--summary", "false", *flags]) == 0
+    return destination
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    records = _sample_records(60, "web", "hostile-1")
+    emails = [r for r in records if r["channel"].lower() == "email"]
+    emails[1].update(to=PERSON, message_id="plain-2")
+    sms = next(r for r in records if r["channel"].lower() == "sms")
+    sms["message_id"] = "sms-3"
+    return _archived(tmp_path_factory.mktemp("web"), records), sms
 
 
 @pytest.fixture(scope="module")
 def eml_archive(tmp_path_factory):
     """The same hostile email archived as an RFC 5322 .eml (`--email_format eml`), not as JSON."""
-    work = tmp_path_factory.mktemp("web-eml")
-    records = [json.loads(s.data) for s in samples(12, "clevertap", seed=3, bad_ratio=0.0)]
-    for index, record in enumerate(records):
-        record.pop("dispatch_id", None)
-        record["message_id"] = f"eml-{index}"
-    emails = [r for r in records if r["channel"].lower() == "email"]
-    emails[0].update(to=PERSON, html_body=HOSTILE_HTML, subject=HOSTILE_SUBJECT, message_id="hostile-eml-1")
-    inputs = work / "in.jsonl"
-    inputs.write_text("".join(json.dumps(r) + "\n" for r in records))
-    destination = str(work / "archive")
-    assert run.main(["--input", str(inputs), "--destination", destination, "--outcomes", str(work / "out"),
-                     "--default_region", "US", "--summary", "false", "--email_format", "eml"]) == 0
-    return destination
+    return _archived(tmp_path_factory.mktemp("web-eml"), _sample_records(12, "eml", "hostile-eml-1"),
+                     "--email_format", "eml")
 
 
 @pytest.fixture(scope="module")
