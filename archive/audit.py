@@ -89,18 +89,17 @@ def parse_key(key: str, layouts: Iterable[Layout] = ()) -> KeyFields | None:
     if split is None:
         return None
     stem, form, compression = split
-    if parts[0] != ROOT or len(parts) < 5:
-        return _parse_templated(key, parts[0], "/".join(parts[:-1] + [stem]), form, compression, layouts)
-    if len(parts) == 6 and parts[1] in _CLEVERTAP_CHANNELS:
+    if parts[0] == ROOT and len(parts) == 6 and parts[1] in _CLEVERTAP_CHANNELS:
         _, folder, month, campaign, digest, _ = parts
         if len(month) == 6 and month.isdigit() and _is_md5(digest):
             return KeyFields(key, "clevertap", _CLEVERTAP_CHANNELS[folder], digest, campaign, stem,
                              compression, month, form)
-    if len(parts) == 5 and parts[1] in _BRAZE_CHANNELS:
+    if parts[0] == ROOT and len(parts) == 5 and parts[1] in _BRAZE_CHANNELS:
         _, folder, digest, group, _ = parts
         if _is_md5(digest):
             return KeyFields(key, "braze", _BRAZE_CHANNELS[folder], digest, group, stem, compression, None, form)
-    return None
+    # a tenant's template (its prefix may be sent_messages/ too)
+    return _parse_templated(key, parts[0], "/".join(parts[:-1] + [stem]), form, compression, layouts)
 
 
 def _split_name(name: str) -> tuple[str, str, str] | None:

@@ -103,6 +103,7 @@ RECORDS = [("clevertap", r) for r in clevertap_records()] + [("braze", r) for r 
     "x/{profile}/{channel_folder}/{yyyymm}/{campaign_id}/{recipient_md5}/{message_id}",
     "mo/{yyyymmdd}/{hh}/{channel}/{recipient_md5}{message_id}",   # fixed-width + one free field
     "o/{channel}/d={yyyy}-{mm}-{dd}/r={recipient_md5}/m={message_id}",
+    "sent_messages/{tenant}/{channel}/{recipient_md5}/{message_id}",  # under the seeds' own prefix
 ])
 def test_every_channel_renders_and_reads_back_with_the_preset_keys_fields(profile, record, template):
     preset = Archiver(ArchiverConfig(profile=profile)).prepare(json.dumps(record))
