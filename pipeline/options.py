@@ -23,10 +23,10 @@ from archive.profiles import PROFILES
 from archive.retry import RetryPolicy
 from archive import direct, tenants
 from archive.store import StoreSpec
-from archive.batches import BatchLimits
+from archive.batches import OBJECT_MODES, BatchLimits
 from archive.runs import new_run_id  # noqa: F401  (re-exported: the pipeline's modules name runs through options)
 from archive.keys import KeyTemplate, TemplateError
-from archive.tenants import Destination, TenantDirectory, check_transport, check_url, redact_url
+from archive.tenants import EMAIL_FORMATS, Destination, TenantDirectory, check_transport, check_url, redact_url
 
 DEFAULT_DESTINATION = "local_run/archive"
 DEFAULT_OUTCOMES = "local_run/outcomes"
@@ -133,11 +133,11 @@ class ArchiveOptions(PipelineOptions):
                  "campaign_id recipient_md5 message_id; .json and the compression suffix follow). With "
                  "--tenants, each tenant's key_template.")
         parser.add_argument(
-            "--email_format", default="json", choices=["json", "eml", "both"],
+            "--email_format", default="json", choices=list(EMAIL_FORMATS),
             help="Email as the profile's JSON (json), as an RFC 5322 message (eml: <key>.eml.lz4), or "
                  "both, under the same key. With --tenants, each tenant's email_format.")
         parser.add_argument(
-            "--object_mode", default="message", choices=["message", "batched"],
+            "--object_mode", default="message", choices=list(OBJECT_MODES),
             help="message: one object per message, the seeds' layout (default). batched (cost mode): "
                  "a tenant's messages of one channel and window in one object, sent_batches/<tenant>/"
                  "<channel>/<yyyy>/<mm>/<dd>/<hhmmss>-s<shard>-p<part>.jsonl.lz4, each message its own "
