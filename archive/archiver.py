@@ -48,7 +48,6 @@ class ArchiveRequest:
     profile: str = "clevertap"
     payload: Mapping[str, Any] | None = None  # what `data` encodes: the audit index reads its ids
     also: "ArchiveRequest | None" = None      # `email_format both`: the .eml written beside the JSON
-    sent_at_millis: int | None = None         # the message's send time (a batched object's window)
     batch: BatchKey | None = None             # object_mode batched: the object it joins; `data` is its frame
 
     # A frozen dataclass's own __init__ sets each field with object.__setattr__; one
@@ -56,10 +55,10 @@ class ArchiveRequest:
     def __init__(self, message_id: str, tenant: str, channel: str, key: str, data: bytes,
                  metadata: ObjectMetadata, source: str | None = None, profile: str = "clevertap",
                  payload: Mapping[str, Any] | None = None, also: "ArchiveRequest | None" = None,
-                 sent_at_millis: int | None = None, batch: BatchKey | None = None):
+                 batch: BatchKey | None = None):
         self.__dict__.update(message_id=message_id, tenant=tenant, channel=channel, key=key, data=data,
                              metadata=metadata, source=source, profile=profile, payload=payload, also=also,
-                             sent_at_millis=sent_at_millis, batch=batch)
+                             batch=batch)
 
     @property
     def writes(self) -> list[tuple[str, bytes, ObjectMetadata]]:
@@ -174,7 +173,6 @@ class Archiver:
             source=source,
             profile=rules.profile.name,
             payload=entry.payload,
-            sent_at_millis=entry.sent_at_millis,
         )
 
     @staticmethod
@@ -188,17 +186,12 @@ class Archiver:
             key=encoding.object_key(entry.key_stem, rules.codec), data=data,
             metadata=ObjectMetadata(rules.content_type, rules.content_encoding, hashlib.sha256(data).hexdigest(),
                                     rules.codec.name),
-            source=source, profile=rules.profile.name, payload=entry.payload, sent_at_millis=entry.sent_at_millis,
+            source=source, profile=rules.profile.name, payload=entry.payload,
             batch=batches.batch_of(tenant, entry.channel, entry.message_id, entry.sent_at_millis, rules.batch))
 
     def codec_for(self, tenant: str) -> encoding.Codec:
         """The codec of a (known) tenant's objects."""
         return self._rules_for(tenant).codec
-
-    def batched(self, tenant: str) -> bool:
-        """Whether the tenant's messages are archived in batched objects."""
-        rules = self._rules_for(tenant)
-        return rules is not None and rules.batch is not None
 
     def _email(self, rules: _TenantRules, entry: ArchiveEntry, stem: str, json_bytes: bytes, tenant: str,
                source: str | None) -> ArchiveRequest:
@@ -217,14 +210,13 @@ class Archiver:
             key=encoding.object_key(stem, rules.codec, "eml"), data=eml_bytes,
             metadata=ObjectMetadata(content_type, rules.content_encoding, hashlib.sha256(eml_bytes).hexdigest(),
                                     rules.codec.name),
-            source=source, profile=rules.profile.name, payload=entry.payload, sent_at_millis=entry.sent_at_millis)
+            source=source, profile=rules.profile.name, payload=entry.payload)
         if not both:
             return eml_request
         return ArchiveRequest(
             message_id=entry.message_id, tenant=tenant, channel=entry.channel, key=json_key, data=data,
             metadata=ObjectMetadata(rules.content_type, rules.content_encoding, sha, rules.codec.name),
-            source=source, profile=rules.profile.name, payload=entry.payload, also=eml_request,
-            sent_at_millis=entry.sent_at_millis)
+            source=source, profile=rules.profile.name, payload=entry.payload, also=eml_request)
 
     def _rules_for(self, tenant: str) -> _TenantRules | None:
         if self.tenants is None:

@@ -124,38 +124,37 @@ class _WriteBatchFn(beam.DoFn):
     def process(self, element):
         key, members = element
         batch = batches.BatchKey(*key)
-        members = list(members)
         tenant = self._tenants.lookup(batch.tenant)
         limits, codec = tenant.batch, self._archiver.codec_for(batch.tenant)
         by_member: dict[batches.Member, list[tuple]] = {}
         for member in members:
             by_member.setdefault(batches.Member(member[_ID], member[_FRAME]), []).append(member)
         store = self._store_for(batch.tenant)
+        metadata = ObjectMetadata(*codec.object_metadata(tenant.destination.http_content_encoding),
+                                  compression=codec.name)
         first = self._next_part.get(key, 0)
         for part in batches.plan(list(by_member), limits):
             data, placed = batches.assemble(part)
-            metadata = ObjectMetadata(*codec.object_metadata(tenant.destination.http_content_encoding),
-                                      compression=codec.name)
-            number, result = self._write(store, batch, first, data, metadata, codec.suffix)
+            number, object_key, result = self._write(store, batch, first, data, metadata, codec.suffix)
             first = number + 1
             if result.ok:
                 self._objects.inc()
                 self._bytes.inc(len(data))
                 self._members.update(len(part))
-            object_key = batches.object_key(batch, number, codec.suffix)
             for where in placed:
                 for member in by_member[where.member]:
                     yield from self._outcome(member, result, where.offset, object_key)
         self._next_part[key] = first
 
     def _write(self, store: ObjectStore, batch, first: int, data: bytes, metadata: ObjectMetadata, suffix: str):
-        """(part number, WriteResult): the first number from `first` whose key is free
-        or already holds these bytes."""
+        """(part number, key, WriteResult): the first number from `first` whose key is
+        free or already holds these bytes."""
         number = first
         while True:
-            result = store.write(batches.object_key(batch, number, suffix), data, metadata)
+            key = batches.object_key(batch, number, suffix)
+            result = store.write(key, data, metadata)
             if result.ok or result.error_class is not ErrorClass.CONFLICT or number - first >= MAX_PART_PROBES:
-                return number, result
+                return number, key, result
             number += 1
 
     def _outcome(self, member: tuple, result, offset: int, object_key: str):
